@@ -1,0 +1,42 @@
+# modelseal — the two commands: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: demo test lint typecheck unit bench lock clean
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@echo "==> setting up $(VENV) from requirements/lock.txt"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+demo: $(STAMP)
+	@$(BIN)/python -m modelseal.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/seal_open.py
+
+# Regenerate the lock file after changing dependencies in pyproject.toml.
+lock:
+	@test -x $(VENV)-tools/bin/pip-compile || ($(PY) -m venv $(VENV)-tools && $(VENV)-tools/bin/pip install --quiet pip-tools)
+	$(VENV)-tools/bin/pip-compile --quiet --extra test --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements/lock.txt pyproject.toml
+
+clean:
+	rm -rf $(VENV) $(VENV)-tools build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
