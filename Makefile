@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | s
 
 .PHONY: demo test lint typecheck unit bench lock clean
 
-$(STAMP): requirements/lock.txt pyproject.toml
+$(STAMP): requirements/lock.txt pyproject.toml tools/system-deps.sh
+	@bash tools/system-deps.sh
 	@echo "==> setting up $(VENV) from requirements/lock.txt"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@rm -f $(VENV)/.installed-*
@@ -15,11 +16,11 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	@$(BIN)/python -m modelseal.demo
+	@bash demo/demo.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench demo
+	$(BIN)/ruff check src tests bench demo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -31,5 +31,7 @@ def parse_canonical_json(data: bytes, *, what: str) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{what} is not valid UTF-8 JSON: {exc}") from exc
     if canonical_json(value) != data:
-        raise FormatError(f"{what} is not in canonical JSON form (RFC 8785); it was edited or re-encoded")
+        raise FormatError(
+            f"{what} is not in canonical JSON form (RFC 8785); it was edited or re-encoded"
+        )
     return value

@@ -32,7 +32,9 @@ class DataKey:
 
     def __init__(self, token: object, secret: bytes, key_id: str) -> None:
         if token is not _TOKEN:
-            raise TypeError("use DataKey.generate() or load_data_key(); DataKey has no public constructor")
+            raise TypeError(
+                "use DataKey.generate() or load_data_key(); DataKey has no public constructor"
+            )
         if len(secret) != KEY_SIZE:
             raise KeyFormatError(f"a data key has {KEY_SIZE} bytes, not {len(secret)}")
         self._secret = bytes(secret)

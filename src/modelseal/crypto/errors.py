@@ -25,7 +25,8 @@ class DecryptionError(CryptoError):
     def __init__(self, *, segment: int | None = None) -> None:
         where = f" (segment {segment})" if segment is not None else ""
         super().__init__(
-            "ciphertext failed authentication" + where
+            "ciphertext failed authentication"
+            + where
             + ": it was tampered with, truncated, reordered, or the key or context is wrong"
         )
         self.segment = segment

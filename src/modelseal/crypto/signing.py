@@ -6,7 +6,7 @@ Signatures use each algorithm's standard encoding (Ed25519: 64 raw bytes; ECDSA:
 
 from __future__ import annotations
 
-from typing import Literal, NoReturn, cast, get_args
+from typing import Literal, NoReturn, get_args
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,7 +31,10 @@ _CURVES: dict[str, tuple[Algorithm, hashes.HashAlgorithm]] = {
 def _algorithm_of(key: _PrivateKey | _PublicKey) -> Algorithm:
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return "ed25519"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+    if (
+        isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+        and key.curve.name in _CURVES
+    ):
         return _CURVES[key.curve.name][0]
     raise KeyFormatError(
         f"unsupported key type {type(key).__name__}: use Ed25519, ECDSA P-256 or ECDSA P-384"
@@ -83,7 +86,9 @@ class VerifyingKey:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, VerifyingKey) and self.public_bytes_der() == other.public_bytes_der()
+        return (
+            isinstance(other, VerifyingKey) and self.public_bytes_der() == other.public_bytes_der()
+        )
 
     def __hash__(self) -> int:
         return hash(self.public_bytes_der())
@@ -111,7 +116,9 @@ class SigningKey:
             return cls(_TOKEN, ec.generate_private_key(ec.SECP256R1()))
         if algorithm == "ecdsa-p384":
             return cls(_TOKEN, ec.generate_private_key(ec.SECP384R1()))
-        raise KeyFormatError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise KeyFormatError(
+            f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+        )
 
     @classmethod
     def from_pem(cls, data: bytes, passphrase: bytes | None) -> SigningKey:
@@ -144,7 +151,7 @@ class SigningKey:
         return self._key.sign(data, ec.ECDSA(_hash_for(self.algorithm)))
 
     def verifying_key(self) -> VerifyingKey:
-        return VerifyingKey(_TOKEN, cast(_PublicKey, self._key.public_key()))
+        return VerifyingKey(_TOKEN, self._key.public_key())
 
     def _private_key(self) -> _PrivateKey:
         return self._key

@@ -71,13 +71,17 @@ def ciphertext_size(plaintext_size: int) -> int:
 
 def _segment_count(ct_size: int) -> int:
     if ct_size < HEADER_SIZE + TAG_SIZE:
-        raise FormatError(f"ciphertext of {ct_size} bytes is too short to hold a header and a segment")
+        raise FormatError(
+            f"ciphertext of {ct_size} bytes is too short to hold a header and a segment"
+        )
     if ct_size <= SEGMENT_SIZE:
         return 1
     count = -(-ct_size // SEGMENT_SIZE)
     last = ct_size - (count - 1) * SEGMENT_SIZE
     if last <= TAG_SIZE:
-        raise FormatError(f"ciphertext of {ct_size} bytes ends inside a segment tag: it is truncated or extended")
+        raise FormatError(
+            f"ciphertext of {ct_size} bytes ends inside a segment tag: it is truncated or extended"
+        )
     return count
 
 
@@ -118,14 +122,19 @@ class _SegmentCipher:
         salt = header[1 : 1 + SALT_SIZE]
         self._prefix = header[1 + SALT_SIZE :]
         self.header = header
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=associated_data).derive(
-            key._secret_bytes()
-        )
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=salt, info=associated_data
+        ).derive(key._secret_bytes())
         self._aead = AESGCM(derived)
 
     @classmethod
     def fresh(
-        cls, key: DataKey, associated_data: bytes, *, salt: bytes | None = None, nonce_prefix: bytes | None = None
+        cls,
+        key: DataKey,
+        associated_data: bytes,
+        *,
+        salt: bytes | None = None,
+        nonce_prefix: bytes | None = None,
     ) -> _SegmentCipher:
         salt = secrets.token_bytes(SALT_SIZE) if salt is None else salt
         prefix = secrets.token_bytes(NONCE_PREFIX_SIZE) if nonce_prefix is None else nonce_prefix
@@ -186,9 +195,11 @@ def encrypt_stream(
     index, total = 0, 0
     current = _read_up_to(src, FIRST_SEGMENT_PLAINTEXT)
     while True:
-        following = _read_up_to(src, SEGMENT_PLAINTEXT) if len(current) == (
-            FIRST_SEGMENT_PLAINTEXT if index == 0 else SEGMENT_PLAINTEXT
-        ) else b""
+        following = (
+            _read_up_to(src, SEGMENT_PLAINTEXT)
+            if len(current) == (FIRST_SEGMENT_PLAINTEXT if index == 0 else SEGMENT_PLAINTEXT)
+            else b""
+        )
         last = not following
         if on_plaintext is not None:
             on_plaintext(current)
@@ -345,7 +356,8 @@ class SegmentReader:
                             raise DecryptionError(segment=failed)
                         if progress is not None:
                             progress(
-                                min(_plaintext_offset(stop), self.plaintext_size) - _plaintext_offset(start)
+                                min(_plaintext_offset(stop), self.plaintext_size)
+                                - _plaintext_offset(start)
                             )
             finally:
                 _job = None

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from modelseal.crypto.canonical import canonical_json
-from modelseal.crypto.datakey import DataKey
+from modelseal.crypto.datakey import KEY_SIZE, DataKey
 from modelseal.crypto.errors import DecryptionError, KeyFormatError
 
 __all__ = [
@@ -35,7 +35,9 @@ _TOKEN = object()
 
 def wrap_info(*, key_id: str, model_id: str, version: int) -> bytes:
     """The HPKE info string: a fixed label then canonical JSON of the context."""
-    return _INFO_LABEL + canonical_json({"key_id": key_id, "model_id": model_id, "version": version})
+    return _INFO_LABEL + canonical_json(
+        {"key_id": key_id, "model_id": model_id, "version": version}
+    )
 
 
 class ImportPublicKey:
@@ -55,7 +57,9 @@ class ImportPublicKey:
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise KeyFormatError("the import key is not a PEM public key") from exc
         if not isinstance(key, x25519.X25519PublicKey):
-            raise KeyFormatError(f"the import key must be an X25519 public key, not {type(key).__name__}")
+            raise KeyFormatError(
+                f"the import key must be an X25519 public key, not {type(key).__name__}"
+            )
         return cls(_TOKEN, key)
 
     def to_pem(self) -> bytes:
@@ -94,14 +98,18 @@ class ImportPrivateKey:
         try:
             key = serialization.load_pem_private_key(data, password=passphrase)
         except (TypeError, ValueError, UnsupportedAlgorithm) as exc:
-            raise KeyFormatError("the import private key could not be read (PEM, passphrase?)") from exc
+            raise KeyFormatError(
+                "the import private key could not be read (PEM, passphrase?)"
+            ) from exc
         if not isinstance(key, x25519.X25519PrivateKey):
             raise KeyFormatError("the import private key must be X25519")
         return cls(_TOKEN, key)
 
     def to_pem(self, passphrase: bytes | None) -> bytes:
         encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
         )
         return self._key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
@@ -122,10 +130,14 @@ def wrap_data_key(key: DataKey, recipient: ImportPublicKey, *, info: bytes) -> b
     return _SUITE.encrypt(key._secret_bytes(), recipient._key, info=info)
 
 
-def unwrap_data_key(wrapped: bytes, recipient: ImportPrivateKey, *, key_id: str, info: bytes) -> DataKey:
+def unwrap_data_key(
+    wrapped: bytes, recipient: ImportPrivateKey, *, key_id: str, info: bytes
+) -> DataKey:
     """Open a wrapped data key; any mismatch (key, info, bytes) raises :class:`DecryptionError`."""
     try:
         secret = _SUITE.decrypt(wrapped, recipient._key, info=info)
-    except Exception:  # noqa: BLE001 - the HPKE binding raises several types; all mean "no"
+    except Exception:
         raise DecryptionError() from None
+    if len(secret) != KEY_SIZE:  # authentic but not a data key: same fixed refusal
+        raise DecryptionError()
     return DataKey._from_secret(secret, key_id)

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -63,11 +64,19 @@ class Certificate:
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
     def verifying_key(self) -> VerifyingKey:
-        return VerifyingKey._wrap(self._cert.public_key())
+        try:
+            key = self._cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:  # e.g. a point not on the curve
+            raise KeyFormatError(
+                f"certificate {self.subject!r} holds an unreadable public key"
+            ) from exc
+        return VerifyingKey._wrap(key)
 
     def is_ca(self) -> bool:
         try:
-            return bool(self._cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+            return bool(
+                self._cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            )
         except x509.ExtensionNotFound:
             return False
 
@@ -92,13 +101,15 @@ def parse_subject(text: str) -> x509.Name:
     try:
         name = x509.Name.from_rfc4514_string(text)
     except ValueError as exc:
-        raise KeyFormatError(f"subject {text!r} is not a distinguished name like 'CN=Acme Models'") from exc
+        raise KeyFormatError(
+            f"subject {text!r} is not a distinguished name like 'CN=Acme Models'"
+        ) from exc
     if not name.get_attributes_for_oid(NameOID.COMMON_NAME):
         raise KeyFormatError(f"subject {text!r} needs a CN= part")
     return name
 
 
-def _hash_for(key: SigningKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
     if key.algorithm == "ed25519":
         return None
     return hashes.SHA256() if key.algorithm == "ecdsa-p256" else hashes.SHA384()
@@ -165,7 +176,7 @@ def load_certificates(data: bytes, *, what: str) -> list[Certificate]:
 def _directly_issued(child: Certificate, issuer: Certificate) -> bool:
     try:
         child._cert.verify_directly_issued_by(issuer._cert)
-    except Exception:  # noqa: BLE001 - ValueError, TypeError or InvalidSignature all mean "no"
+    except Exception:
         return False
     return True
 
@@ -193,7 +204,9 @@ def verify_chain(
             (
                 c
                 for c in [*intermediates, *anchors]
-                if c != current and c._cert.subject == current._cert.issuer and _directly_issued(current, c)
+                if c != current
+                and c._cert.subject == current._cert.issuer
+                and _directly_issued(current, c)
             ),
             None,
         )
@@ -219,4 +232,3 @@ def verify_chain(
 def public_key_matches(cert: Certificate, key: SigningKey) -> bool:
     """Whether ``cert`` certifies ``key``."""
     return cert.verifying_key() == key.verifying_key()
-

@@ -1,0 +1,5 @@
+"""``python -m modelseal`` is ``modelseal``."""
+
+from modelseal.cli.main import main
+
+main()

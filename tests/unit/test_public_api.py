@@ -1,0 +1,62 @@
+"""The public surface is deliberate: every public package lists exactly what it exports."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+SURFACES = {
+    "modelseal": {"Error", "__version__"},
+    "modelseal.keys": {"Keystore", "KeystoreError", "create_keystore", "import_certificate"},
+    "modelseal.package": {
+        "FileEntry",
+        "FileReader",
+        "IntegrityError",
+        "Manifest",
+        "ModelInfo",
+        "PackageError",
+        "SealResult",
+        "SealedPackage",
+        "Signer",
+        "TrustError",
+        "VerifyReport",
+        "WrappedKey",
+        "open_package",
+        "seal",
+        "verify_package",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(SURFACES))
+def test_public_surface(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == SURFACES[module]
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is listed in __all__ but missing"
+
+
+def test_crypto_surface_resolves() -> None:
+    crypto = importlib.import_module("modelseal.crypto")
+    missing = [name for name in crypto.__all__ if not hasattr(crypto, name)]
+    assert missing == []
+    assert "DataKey" in crypto.__all__ and "SegmentReader" in crypto.__all__
+
+
+HEAVY = ("onnxruntime", "openvino", "grpc", "sqlalchemy", "fastapi", "numpy")
+
+
+@pytest.mark.parametrize("module", ["modelseal.package", "modelseal.keys", "modelseal.cli.main"])
+def test_import_stays_light(module: str) -> None:
+    code = (
+        f"import sys, {module}\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite and the demo need, when they are missing.
+# Each line below: a command that must exist, and the Debian package that provides it.
+set -euo pipefail
+
+NEEDED=(
+  "openssl openssl"        # tests check keys, certificates and signatures with the openssl binary
+)
+
+missing=()
+for pair in "${NEEDED[@]}"; do
+  read -r cmd pkg <<<"$pair"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing system packages: ${missing[*]} (install them with apt-get as root)" >&2
+  exit 1
+fi
+echo "==> installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
