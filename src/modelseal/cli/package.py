@@ -231,7 +231,9 @@ def inspect_command(sealed: Path, as_json: bool) -> None:
     "--trust", type=_existing_path, multiple=True, help="Trusted owner or CA certificate (PEM/DER)."
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Decryption processes (default: all cores)."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Decryption processes (default: all cores but one, which checks digests).",
 )
 @quiet_option
 def open_command(

@@ -18,7 +18,6 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import BinaryIO, Protocol
 
@@ -156,6 +155,12 @@ class _SegmentCipher:
         except InvalidTag:
             raise DecryptionError(segment=index) from None
 
+    def decrypt_into(self, index: int, last: bool, ciphertext: memoryview, out: memoryview) -> None:
+        try:
+            self._aead.decrypt_into(self._nonce(index, last), ciphertext, None, out)
+        except InvalidTag:
+            raise DecryptionError(segment=index) from None
+
 
 # --- writing ------------------------------------------------------------------------------------
 
@@ -214,7 +219,11 @@ def encrypt_stream(
 
 
 class PositionalSource(Protocol):
-    """Ciphertext readable at any offset (a file, an archive member, a buffer)."""
+    """Ciphertext readable at any offset (a file, an archive member, a buffer).
+
+    A source may also offer ``pread_into(buffer, offset) -> int``; bulk decryption then reads
+    into one reused buffer instead of allocating a new one per segment.
+    """
 
     @property
     def size(self) -> int: ...
@@ -222,25 +231,40 @@ class PositionalSource(Protocol):
     def pread(self, offset: int, length: int) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class _ParallelJob:
-    reader: SegmentReader
-    write: Callable[[int, bytes], object]
+class _Sink:
+    """Where whole-file decryption puts each plaintext segment: anonymous memory or a file."""
+
+    def __init__(self, *, memory: memoryview | None = None, fd: int | None = None) -> None:
+        self._memory = memory
+        self._fd = fd
+        self._scratch: memoryview | None = None
+
+    def buffer(self, offset: int, length: int) -> memoryview:
+        if self._memory is not None:
+            return self._memory[offset : offset + length]  # decrypt straight into place
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(SEGMENT_SIZE))
+        return self._scratch[:length]
+
+    def commit(self, offset: int, data: memoryview) -> None:
+        if self._fd is not None:
+            written = os.pwrite(self._fd, data, offset)
+            while written < len(data):  # short writes are rare on regular files, not impossible
+                written += os.pwrite(self._fd, data[written:], offset + written)
 
 
 _job_lock = threading.Lock()
-_job: _ParallelJob | None = None
+_job: tuple[SegmentReader, _Sink] | None = None
 
 
 def _decrypt_chunk(start: int, stop: int) -> int | None:
-    """Runs in a forked worker: decrypt segments [start, stop) into the shared sink."""
-    job = _job
-    assert job is not None  # noqa: S101 - set by the parent before forking
-    for index in range(start, stop):
-        try:
-            job.write(_plaintext_offset(index), job.reader.segment(index))
-        except DecryptionError:
-            return index
+    """Runs in a forked worker: decrypt segments [start, stop); return the failing index."""
+    assert _job is not None  # noqa: S101 - set by the parent before forking
+    reader, sink = _job
+    try:
+        reader._decrypt_range(start, stop, sink)
+    except DecryptionError as exc:
+        return exc.segment
     return None
 
 
@@ -248,7 +272,8 @@ class SegmentReader:
     """Random-access decryption of one ciphertext.
 
     ``read(offset, length)`` decrypts only the segments the range touches. ``decrypt_all`` and
-    ``decrypt_to_fd`` decrypt a whole file, across several processes when asked.
+    ``decrypt_to_fd`` decrypt a whole file, across several processes when asked, reusing buffers
+    (and decrypting straight into the destination memory where there is one).
     """
 
     def __init__(self, key: DataKey, associated_data: bytes, source: PositionalSource) -> None:
@@ -258,15 +283,36 @@ class SegmentReader:
         self.plaintext_size = self._ct_size - HEADER_SIZE - self.segment_count * TAG_SIZE
         self._cipher = _SegmentCipher(key, source.pread(0, HEADER_SIZE), associated_data)
 
-    def segment(self, index: int) -> bytes:
-        """The plaintext of segment ``index`` (authenticated)."""
+    def _ciphertext(self, index: int) -> tuple[int, int]:
         if not 0 <= index < self.segment_count:
             raise IndexError(f"segment {index} out of range 0..{self.segment_count - 1}")
-        offset, length = _segment_span(index, self.segment_count, self._ct_size)
+        return _segment_span(index, self.segment_count, self._ct_size)
+
+    def segment(self, index: int) -> bytes:
+        """The plaintext of segment ``index`` (authenticated)."""
+        offset, length = self._ciphertext(index)
         data = self._source.pread(offset, length)
         if len(data) != length:
             raise FormatError(f"ciphertext shrank while reading segment {index}")
         return self._cipher.decrypt(index, index == self.segment_count - 1, data)
+
+    def _decrypt_range(self, start: int, stop: int, sink: _Sink) -> None:
+        read_into = getattr(self._source, "pread_into", None)
+        scratch = memoryview(bytearray(SEGMENT_SIZE))
+        for index in range(start, stop):
+            offset, length = self._ciphertext(index)
+            if read_into is not None:
+                got = read_into(scratch[:length], offset)
+            else:
+                data = self._source.pread(offset, length)
+                got = len(data)
+                scratch[:got] = data
+            if got != length:
+                raise FormatError(f"ciphertext shrank while reading segment {index}")
+            target = _plaintext_offset(index)
+            out = sink.buffer(target, length - TAG_SIZE)
+            self._cipher.decrypt_into(index, index == self.segment_count - 1, scratch[:length], out)
+            sink.commit(target, out)
 
     def segments_for(self, offset: int, length: int) -> range:
         """Indices of the segments that hold plaintext bytes [offset, offset + length)."""
@@ -297,11 +343,7 @@ class SegmentReader:
             self.segment(0)  # still authenticate the empty ciphertext
             return b""
         out = mmap.mmap(-1, self.plaintext_size)
-
-        def write(offset: int, data: bytes) -> None:
-            out[offset : offset + len(data)] = data
-
-        self._run(write, workers)
+        self._run(_Sink(memory=memoryview(out)), workers)  # on failure, `out` is simply dropped
         return out
 
     def decrypt_to_fd(
@@ -309,41 +351,39 @@ class SegmentReader:
     ) -> None:
         """Write the whole plaintext into ``fd`` at its natural offsets (positional writes)."""
         os.ftruncate(fd, self.plaintext_size)
+        self._run(_Sink(fd=fd), workers, progress)
 
-        def write(offset: int, data: bytes) -> None:
-            os.pwrite(fd, data, offset)
+    def _chunks(self) -> list[tuple[int, int]]:
+        return [
+            (start, min(start + _PARALLEL_CHUNK, self.segment_count))
+            for start in range(0, self.segment_count, _PARALLEL_CHUNK)
+        ]
 
-        self._run(write, workers, progress)
+    def _chunk_bytes(self, start: int, stop: int) -> int:
+        return min(_plaintext_offset(stop), self.plaintext_size) - _plaintext_offset(start)
 
     def _run(
-        self,
-        write: Callable[[int, bytes], object],
-        workers: int,
-        progress: Callable[[int], object] | None = None,
+        self, sink: _Sink, workers: int, progress: Callable[[int], object] | None = None
     ) -> None:
-        workers = max(1, min(workers, -(-self.segment_count // _PARALLEL_CHUNK)))
-        if workers == 1:
-            for index in range(self.segment_count):
-                data = self.segment(index)
-                write(_plaintext_offset(index), data)
+        chunks = self._chunks()
+        if min(workers, len(chunks)) <= 1:
+            for start, stop in chunks:
+                self._decrypt_range(start, stop, sink)
                 if progress is not None:
-                    progress(len(data))
+                    progress(self._chunk_bytes(start, stop))
             return
-        self._run_parallel(write, workers, progress)
+        self._run_parallel(sink, chunks, min(workers, len(chunks)), progress)
 
     def _run_parallel(
         self,
-        write: Callable[[int, bytes], object],
+        sink: _Sink,
+        chunks: list[tuple[int, int]],
         workers: int,
         progress: Callable[[int], object] | None,
     ) -> None:
         global _job
-        chunks = [
-            (start, min(start + _PARALLEL_CHUNK, self.segment_count))
-            for start in range(0, self.segment_count, _PARALLEL_CHUNK)
-        ]
         with _job_lock:
-            _job = _ParallelJob(self, write)
+            _job = (self, sink)
             try:
                 # fork: workers inherit the derived key and the sink; nothing secret is pickled.
                 with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
@@ -355,9 +395,6 @@ class SegmentReader:
                                 pending.cancel()
                             raise DecryptionError(segment=failed)
                         if progress is not None:
-                            progress(
-                                min(_plaintext_offset(stop), self.plaintext_size)
-                                - _plaintext_offset(start)
-                            )
+                            progress(self._chunk_bytes(start, stop))
             finally:
                 _job = None

@@ -35,6 +35,17 @@ class FileSource:
         length = max(0, min(length, self.size - offset))
         return os.pread(self.fd, length, self.base + offset) if length else b""
 
+    def pread_into(self, buffer: memoryview, offset: int) -> int:
+        """Fill ``buffer`` from ``offset`` (fewer bytes at the end); return the count."""
+        length = max(0, min(len(buffer), self.size - offset))
+        done = 0
+        while done < length:
+            got = os.preadv(self.fd, [buffer[done:length]], self.base + offset + done)
+            if got == 0:
+                break
+            done += got
+        return done
+
 
 class Container:
     """The entries of one package; use as a context manager to release the file descriptors."""
