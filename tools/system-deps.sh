@@ -4,13 +4,16 @@
 set -euo pipefail
 
 NEEDED=(
-  "openssl openssl"        # tests check keys, certificates and signatures with the openssl binary
+  "openssl openssl"                                   # keys, certificates and signatures checked by openssl
+  "softhsm2-util softhsm2"                            # PKCS#11 master key (SoftHSM2 token)
+  "/usr/lib/postgresql/15/bin/initdb postgresql"      # a real PostgreSQL server for the vault tests
 )
 
 missing=()
 for pair in "${NEEDED[@]}"; do
   read -r cmd pkg <<<"$pair"
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  if [[ "$cmd" == /* ]]; then [ -x "$cmd" ] || missing+=("$pkg")
+  else command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg"); fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -11,6 +11,45 @@ import pytest
 SURFACES = {
     "modelseal": {"Error", "__version__"},
     "modelseal.keys": {"Keystore", "KeystoreError", "create_keystore", "import_certificate"},
+    "modelseal.crypto.masterkey": {
+        "DEFAULT_SCRYPT_N",
+        "MasterKey",
+        "MasterKeyError",
+        "Pkcs11MasterKey",
+        "SoftwareMasterKey",
+        "WRAPPED_SIZE",
+        "data_key_context",
+        "generate_data_key",
+        "master_version_of",
+    },
+    "modelseal.licensing": {
+        "DEFAULT_LEASE",
+        "EVIDENCE_TYPES",
+        "LICENSE_TYP",
+        "License",
+        "MAX_LEASE",
+        "MAX_OFFLINE_GRACE",
+        "MAX_VERSION",
+        "MIN_LEASE",
+        "PERIODS",
+        "Policy",
+        "Rate",
+        "Refusal",
+        "RefusalCode",
+        "VersionSpec",
+        "check_model",
+        "check_time_window",
+        "format_datetime",
+        "format_duration",
+        "format_rate",
+        "issue_license",
+        "new_license_id",
+        "parse_datetime",
+        "parse_duration",
+        "parse_duration_from_first_use",
+        "parse_license",
+        "parse_rate",
+    },
     "modelseal.package": {
         "FileEntry",
         "FileReader",
@@ -49,7 +88,9 @@ def test_crypto_surface_resolves() -> None:
 HEAVY = ("onnxruntime", "openvino", "grpc", "sqlalchemy", "fastapi", "numpy")
 
 
-@pytest.mark.parametrize("module", ["modelseal.package", "modelseal.keys", "modelseal.cli.main"])
+@pytest.mark.parametrize(
+    "module", ["modelseal.package", "modelseal.keys", "modelseal.licensing", "modelseal.cli.main"]
+)
 def test_import_stays_light(module: str) -> None:
     code = (
         f"import sys, {module}\n"

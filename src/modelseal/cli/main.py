@@ -48,11 +48,12 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from modelseal.cli import keys, package
+    from modelseal.cli import keys, package, vault
 
     cli.add_command(keys.keys)
     for command in package.COMMANDS:
         cli.add_command(command)
+    cli.add_command(vault.vault)  # light: each vault command imports the vault when it runs
 
 
 _register()

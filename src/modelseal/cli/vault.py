@@ -1,0 +1,174 @@
+"""``modelseal vault``: create and run the key and license service.
+
+This module stays light (``modelseal --help`` must not load SQLAlchemy or PKCS#11): each command
+imports the vault code it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from modelseal.cli._common import passphrase_env_option, quiet_option, read_passphrase, say
+from modelseal.errors import UsageError
+
+__all__ = ["vault"]
+
+_DIR = click.Path(path_type=Path, file_okay=False)
+_DEFAULT_PIN_ENV = "MODELSEAL_PKCS11_PIN"
+_LAYOUT = """\
+\b
+The vault home holds:
+  vault.json          settings (vault id, database URL, master key, URLs)
+  vault.db            the SQLite database (unless --database-url)
+  master-key.json     the software master key, sealed with scrypt
+  ca/ca.pem           the vault CA certificate
+  tls/server.pem      the TLS server certificate
+  license-keys.json   the license-signing public key (JWKS)
+  import-key.pem      the import public key for offline sealing
+  secrets/            every private key, sealed under the master key
+  admin/              the admin credential: client.pem, client-key.pem (unencrypted,
+                      mode 0600: whoever holds it administers the vault), ca.pem,
+                      credential.json
+"""
+
+
+@click.group()
+def vault() -> None:
+    """The vault: master key, model keys, licenses, devices and key release."""
+
+
+@vault.command(epilog=_LAYOUT)
+@click.option(
+    "--home", required=True, type=_DIR, help="Directory to create; it must be new or empty."
+)
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="PostgreSQL (postgresql+psycopg://USER@HOST/DB), empty of vault tables. "
+    "Default: SQLite file vault.db in the home.",
+)
+@click.option(
+    "--master-key",
+    "master_kind",
+    type=click.Choice(["software", "pkcs11"]),
+    default="software",
+    show_default=True,
+    help="Keep the master key in a passphrase-sealed file, or in a PKCS#11 token.",
+)
+@passphrase_env_option(
+    "Software master key: read its passphrase from environment variable VAR instead of asking."
+)
+@click.option("--pkcs11-module", metavar="PATH", help="PKCS#11 module (shared library).")
+@click.option("--pkcs11-token", metavar="LABEL", help="Label of the PKCS#11 token.")
+@click.option(
+    "--pkcs11-pin-env",
+    metavar="VAR",
+    help=f"Environment variable holding the token's user PIN, now and when the vault starts "
+    f"(default {_DEFAULT_PIN_ENV}; the PIN is never stored).",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="URL",
+    help="Public https:// URL of the vault (repeatable; the first is printed). "
+    "Default: https://127.0.0.1:PORT.",
+)
+@click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Extra DNS name or IP address for the TLS certificate (repeatable); "
+    "127.0.0.1, localhost and the --url hosts are always in.",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8443, show_default=True, help="HTTPS port."
+)
+@click.option(
+    "--admin-out",
+    type=_DIR,
+    help="Write the admin credential here instead of HOME/admin (new or empty directory).",
+)
+@quiet_option
+def init(
+    home: Path,
+    database_url: str | None,
+    master_kind: str,
+    passphrase_env: str | None,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pkcs11_pin_env: str | None,
+    urls: tuple[str, ...],
+    tls_hosts: tuple[str, ...],
+    port: int,
+    admin_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Create a vault home: database schema, master key, CA, keys, TLS and admin credential.
+
+    Prints two lines for the shell on standard output (everything else goes to stderr):
+
+    \b
+      export MODELSEAL_VAULT=https://127.0.0.1:8443
+      export MODELSEAL_ADMIN=/abs/path/of/the/admin/credential
+    """
+    from modelseal.vault.home import Pkcs11Master, SoftwareMaster, init_vault
+
+    master: SoftwareMaster | Pkcs11Master
+    if master_kind == "software":
+        _refuse_pkcs11_options(pkcs11_module, pkcs11_token, pkcs11_pin_env)
+        passphrase = read_passphrase(
+            passphrase_env, prompt="Passphrase for the vault master key", confirm=True
+        )
+        master = SoftwareMaster(passphrase)
+    else:
+        if passphrase_env:
+            raise UsageError("--passphrase-env is for --master-key software only")
+        if not pkcs11_module or not pkcs11_token:
+            raise UsageError(
+                "--master-key pkcs11 needs --pkcs11-module PATH and --pkcs11-token LABEL",
+                hint="SoftHSM2: --pkcs11-module /usr/lib/softhsm/libsofthsm2.so",
+            )
+        pin_env = pkcs11_pin_env or _DEFAULT_PIN_ENV
+        master = Pkcs11Master(pkcs11_module, pkcs11_token, _read_pin(pin_env), pin_env=pin_env)
+
+    vault_home = init_vault(
+        home,
+        database_url=database_url,
+        master=master,
+        public_urls=urls,
+        tls_hosts=tls_hosts,
+        port=port,
+        admin_out=admin_out,
+        now=dt.datetime.now(dt.UTC),
+        report=lambda line: say(quiet, line),
+    )
+    admin = admin_out if admin_out is not None else vault_home.path / "admin"
+    click.echo(f"export MODELSEAL_VAULT={shlex.quote(vault_home.settings.public_urls[0])}")
+    click.echo(f"export MODELSEAL_ADMIN={shlex.quote(os.path.abspath(admin))}")
+
+
+def _refuse_pkcs11_options(*values: str | None) -> None:
+    if any(values):
+        raise UsageError(
+            "--pkcs11-module, --pkcs11-token and --pkcs11-pin-env need --master-key pkcs11"
+        )
+
+
+def _read_pin(env_var: str) -> str:
+    value = os.environ.get(env_var)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"environment variable {env_var} holds no PIN and standard input is not a terminal",
+            hint=f"export {env_var}=… (the vault reads the PIN from it when it starts, too)",
+        )
+    return str(click.prompt("User PIN of the PKCS#11 token", hide_input=True))

@@ -1,0 +1,398 @@
+"""``vault init``: build a vault home in a temporary directory, then rename it into place.
+
+Order, chosen so that what a rename cannot undo comes last:
+
+1. check the arguments, the target directories and (for an external database) that the database
+   holds no vault tables yet — nothing is written before these pass;
+2. in a temporary directory beside the home: the CA, TLS, license-signing and import keys and
+   certificates, the admin credential, the home key and every private key sealed with it;
+3. the master key (a PKCS#11 key is created in its token here), wrapping the home key;
+4. the database schema (SQLite inside the temporary directory, or the external database);
+5. rename the admin credential (when ``--admin-out`` puts it elsewhere) and the home into place.
+
+A failure in steps 3 to 5 removes the temporary directories, drops the tables created in an external
+database, and says in the error what could not be undone (the key left in a PKCS#11 token).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from modelseal.crypto import (
+    CertificateAuthority,
+    DataKey,
+    ImportPrivateKey,
+    SigningKey,
+    canonical_json,
+    create_ca,
+    create_csr,
+    issue_from_csr,
+    issue_server_cert,
+    jwk_thumbprint,
+    jwks,
+    parse_subject,
+    private_key_pem_unencrypted,
+    seal_bytes,
+)
+from modelseal.crypto.masterkey import MasterKey, SoftwareMasterKey
+from modelseal.errors import Error, UsageError
+from modelseal.vault import _layout as layout
+from modelseal.vault._layout import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, HomeError
+from modelseal.vault.home import MasterKeyChoice, SoftwareMaster, home_key_context
+from modelseal.vault.settings import (
+    DEFAULT_TLS_HOSTS,
+    MasterKeySettings,
+    Pkcs11MasterKeySettings,
+    SoftwareMasterKeySettings,
+    VaultSettings,
+    check_tls_host,
+    default_public_url,
+    dump_settings,
+    normalize_public_url,
+    url_host,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["create_home"]
+
+CA_DAYS: Final = 3650
+LEAF_DAYS: Final = 730  # TLS server and admin certificates
+MASTER_VERSION: Final = 1
+ADMIN_SUBJECT: Final = "CN=admin"
+
+
+def create_home(
+    home: Path,
+    *,
+    database_url: str | None,
+    master: MasterKeyChoice,
+    public_urls: list[str],
+    tls_hosts: list[str],
+    port: int,
+    admin_out: Path | None,
+    now: dt.datetime,
+    report: Callable[[str], None],
+) -> Path:
+    """Create the vault home (see the module docstring); returns its absolute path."""
+    home = _check_new_dir(home, "the vault home")
+    admin = _admin_dir(home, admin_out)
+    if now.tzinfo is None:
+        raise UsageError("vault init needs an aware time (with a time zone)")
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port must be from 1 to 65535, not {port}")
+    try:
+        urls = [normalize_public_url(url) for url in public_urls] or [default_public_url(port)]
+        hosts = _unique(
+            check_tls_host(host) for host in [*DEFAULT_TLS_HOSTS, *tls_hosts, *map(url_host, urls)]
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    vault_id = f"vault-{uuid.uuid4()}"
+    engine = _external_database(database_url, home) if database_url is not None else None
+    try:
+        with _Staging(home, admin) as staging:
+            _build(staging, vault_id, database_url, master, urls, hosts, port, now, engine, report)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    report(f"vault home ready: {home}")
+    return home
+
+
+class _Staging:
+    """The temporary directories, removed on failure; ``commit`` renames them into place."""
+
+    def __init__(self, home: Path, admin: Path) -> None:
+        self.home, self.admin = home, admin
+        self.admin_inside = admin == home / layout.ADMIN_DIR
+        self.root = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{home.name}.init-"))
+        self.admin_root = (
+            self.root / layout.ADMIN_DIR
+            if self.admin_inside
+            else Path(tempfile.mkdtemp(dir=admin.parent, prefix=f".{admin.name}.init-"))
+        )
+        self.left_behind: list[str] = []  # what a failure cannot undo
+        self.undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        if exc is None:
+            return
+        for path in (self.root, self.admin_root):
+            shutil.rmtree(path, ignore_errors=True)
+        for step in reversed(self.undo):
+            step()
+        if self.left_behind and isinstance(exc, Exception):
+            cause = exc.message if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+            raise HomeError(
+                f"vault init failed and was undone except that {'; '.join(self.left_behind)}: "
+                f"{cause}",
+                hint=getattr(exc, "hint", None),
+            ) from exc
+
+    def commit(self) -> None:
+        for path in (self.root, self.admin_root):
+            layout.fsync_dir(path)
+        if not self.admin_inside:
+            _rename_into(self.admin_root, self.admin, "the admin credential directory")
+            self.undo.append(lambda: shutil.rmtree(self.admin, ignore_errors=True))
+        _rename_into(self.root, self.home, "the vault home")
+        layout.fsync_dir(self.home.parent)
+
+
+def _build(
+    staging: _Staging,
+    vault_id: str,
+    database_url: str | None,
+    master: MasterKeyChoice,
+    urls: list[str],
+    hosts: list[str],
+    port: int,
+    now: dt.datetime,
+    engine: Engine | None,
+    report: Callable[[str], None],
+) -> None:
+    root = staging.root
+    os.chmod(root, PRIVATE_DIR_MODE)
+    for name in layout.DIRS:
+        (root / name).mkdir(mode=PRIVATE_DIR_MODE)
+    home_key = DataKey.generate()
+
+    def secret(relative: str, pem: bytes) -> None:
+        sealed = seal_bytes(home_key, pem, label=layout.seal_label(relative))
+        layout.write_file(root, relative, sealed, PRIVATE_FILE_MODE)
+
+    ca = create_ca(f"CN=modelseal {vault_id},O=modelseal vault", days=CA_DAYS, now=now)
+    layout.write_file(root, layout.CA_CERT, ca.certificate.pem(), PUBLIC_FILE_MODE)
+    secret(layout.CA_KEY, private_key_pem_unencrypted(ca.key))
+    report(f"created the vault CA ({ca.pin})")
+
+    tls_key = SigningKey.generate("ecdsa-p256")
+    tls_cert = issue_server_cert(ca, tls_key, hosts=hosts, days=LEAF_DAYS, now=now)
+    layout.write_file(root, layout.TLS_CERT, tls_cert.pem(), PUBLIC_FILE_MODE)
+    secret(layout.TLS_KEY, private_key_pem_unencrypted(tls_key))
+    report(f"issued the TLS server certificate for {', '.join(hosts)}")
+
+    license_key = SigningKey.generate("ed25519")
+    kid = jwk_thumbprint(license_key.verifying_key())
+    key_set = canonical_json(jwks({kid: license_key.verifying_key()}))
+    layout.write_file(root, layout.LICENSE_KEYS, key_set, PUBLIC_FILE_MODE)
+    secret(layout.LICENSE_KEY, private_key_pem_unencrypted(license_key))
+    report(f"created the license-signing key (kid {kid})")
+
+    import_key = ImportPrivateKey.generate()
+    layout.write_file(root, layout.IMPORT_KEY, import_key.public_key().to_pem(), PUBLIC_FILE_MODE)
+    secret(layout.IMPORT_PRIVATE_KEY, import_key.to_pem(None))
+    report("created the import key for offline sealing")
+
+    _write_admin(staging.admin_root, ca, url=urls[0], now=now)
+    report("issued the admin credential (its key is not encrypted: keep the directory private)")
+
+    master_key, master_settings = _create_master_key(staging, vault_id, master)
+    report(f"created the master key ({_describe(master_settings)})")
+    try:
+        settings = VaultSettings(
+            vault_id=vault_id,
+            database_url=database_url,
+            master_key=master_settings,
+            master_version=master_key.version,
+            port=port,
+            public_urls=urls,
+            tls_hosts=hosts,
+            license_kid=kid,
+        )
+        context = home_key_context(settings, key_id=home_key.key_id, master_version=MASTER_VERSION)
+        wrapped = master_key.wrap(home_key, context=context)
+    finally:
+        master_key.close()
+    home_key_file = layout.dump_wrapped_home_key(
+        key_id=home_key.key_id, master_version=MASTER_VERSION, wrapped=wrapped
+    )
+    layout.write_file(root, layout.HOME_KEY, home_key_file, PRIVATE_FILE_MODE)
+    layout.write_file(root, layout.SETTINGS, dump_settings(settings), PRIVATE_FILE_MODE)
+    for name in layout.DIRS:
+        layout.fsync_dir(root / name)
+
+    report(f"created the database schema ({_create_schema(staging, engine)})")
+    staging.commit()
+
+
+def _create_master_key(
+    staging: _Staging, vault_id: str, master: MasterKeyChoice
+) -> tuple[MasterKey, MasterKeySettings]:
+    if isinstance(master, SoftwareMaster):
+        software, sealed = SoftwareMasterKey.create(
+            master.passphrase, version=MASTER_VERSION, scrypt_n=master.scrypt_n
+        )
+        layout.write_file(staging.root, layout.MASTER_KEY, sealed, PRIVATE_FILE_MODE)
+        return software, SoftwareMasterKeySettings()
+    from modelseal.crypto.masterkey import Pkcs11MasterKey
+
+    key_label = master.key_label or f"modelseal-{vault_id}"
+    settings = Pkcs11MasterKeySettings(
+        module=master.module,
+        token_label=master.token_label,
+        key_label=key_label,
+        pin_env=master.pin_env,
+    )
+    key = Pkcs11MasterKey.create(
+        module=master.module,
+        token_label=master.token_label,
+        pin=master.pin,
+        label=key_label,
+        version=MASTER_VERSION,
+    )
+    staging.left_behind.append(
+        f"PKCS#11 token '{master.token_label}' keeps the master key "
+        f"'{key_label}-v{MASTER_VERSION}' this init created (no vault uses it; delete it with "
+        f"pkcs11-tool --module {master.module} --login --delete-object --type secrkey "
+        f"--label {key_label}-v{MASTER_VERSION})"
+    )
+    return key, settings
+
+
+def _describe(settings: MasterKeySettings) -> str:
+    if isinstance(settings, Pkcs11MasterKeySettings):
+        return f"'{settings.key_label}-v{MASTER_VERSION}' in PKCS#11 token '{settings.token_label}'"
+    return f"software, sealed with scrypt in {layout.MASTER_KEY}"
+
+
+def _create_schema(staging: _Staging, engine: Engine | None) -> str:
+    """Migrate the database to the newest schema; returns where, for the report."""
+    from modelseal.vault.db import (
+        create_vault_engine,
+        default_sqlite_url,
+        downgrade,
+        redact_url,
+        upgrade,
+    )
+    from modelseal.vault.db.engine import DATABASE_FILE
+
+    if engine is None:
+        local = create_vault_engine(default_sqlite_url(staging.root), pool_size=1, max_overflow=0)
+        try:
+            upgrade(local)
+        finally:
+            local.dispose()
+        os.chmod(staging.root / DATABASE_FILE, PRIVATE_FILE_MODE)
+        return f"SQLite, {DATABASE_FILE} in the home"
+    upgrade(engine)
+    where = redact_url(engine.url)
+
+    def drop_tables() -> None:
+        try:
+            downgrade(engine, "base")
+        except Error:
+            staging.left_behind.append(f"the database {where} keeps the vault tables")
+
+    staging.undo.append(drop_tables)
+    return where
+
+
+def _external_database(url: str, home: Path) -> Engine:
+    """An engine on ``url``, refused when the database already holds a vault."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelseal.vault.db import (
+        StorageError,
+        create_vault_engine,
+        current_revision,
+        metadata,
+        redact_url,
+    )
+
+    engine = create_vault_engine(url, pool_size=1, max_overflow=0)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        database = Path(engine.url.database).absolute()
+        if home == database or home in database.parents:
+            engine.dispose()
+            raise UsageError(
+                "--database-url points into the new vault home; leave it out to keep the "
+                "database in the home"
+            )
+    try:
+        existing = set(inspect(engine).get_table_names()) & set(metadata.tables)
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"cannot list the tables of {redact_url(url)}: {exc}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    if existing or revision is not None:
+        engine.dispose()
+        raise HomeError(
+            f"the database {redact_url(url)} already holds a vault's tables; vault init needs "
+            "an empty database",
+            hint="give another database, or open the existing vault's home",
+        )
+    return engine
+
+
+def _write_admin(root: Path, ca: CertificateAuthority, *, url: str, now: dt.datetime) -> None:
+    if not root.exists():
+        root.mkdir(mode=PRIVATE_DIR_MODE)
+    os.chmod(root, PRIVATE_DIR_MODE)
+    key = SigningKey.generate("ecdsa-p256")
+    csr = create_csr(key, parse_subject(ADMIN_SUBJECT))
+    cert = issue_from_csr(ca, csr, subject_override=None, role="admin", days=LEAF_DAYS, now=now)
+    created = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    credential = canonical_json({"vault_url": url, "created": created})
+    layout.write_file(root, layout.ADMIN_CERT, cert.pem(), PUBLIC_FILE_MODE)
+    layout.write_file(root, layout.ADMIN_KEY, private_key_pem_unencrypted(key), PRIVATE_FILE_MODE)
+    layout.write_file(root, layout.ADMIN_CA, ca.certificate.pem(), PUBLIC_FILE_MODE)
+    layout.write_file(root, layout.ADMIN_CREDENTIAL, credential, PUBLIC_FILE_MODE)
+
+
+def _check_new_dir(path: Path, what: str) -> Path:
+    """``path`` made absolute, if it is absent or an empty directory whose parent exists."""
+    path = Path(os.path.abspath(path))
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UsageError(f"{what} {path} exists and is not a directory; choose a new path")
+    if path.is_dir() and any(path.iterdir()):
+        raise UsageError(
+            f"{what} {path} already exists and is not empty; vault init never overwrites one",
+            hint="choose a new directory, or open the existing vault",
+        )
+    if not path.parent.is_dir():
+        raise UsageError(f"the directory {path.parent} for {what} does not exist; create it first")
+    return path
+
+
+def _admin_dir(home: Path, admin_out: Path | None) -> Path:
+    if admin_out is None:
+        return home / layout.ADMIN_DIR
+    admin = Path(os.path.abspath(admin_out))
+    if admin == home / layout.ADMIN_DIR:
+        return admin
+    if admin == home or home in admin.parents or admin in home.parents:
+        raise UsageError(
+            f"--admin-out {admin} must be outside the vault home {home} (or left out, to use "
+            f"{home / layout.ADMIN_DIR})"
+        )
+    return _check_new_dir(admin, "the admin credential directory")
+
+
+def _rename_into(source: Path, target: Path, what: str) -> None:
+    try:
+        os.rename(source, target)  # replaces an empty directory, fails on a non-empty one
+    except OSError as exc:
+        raise HomeError(f"cannot move {what} into {target}: {exc.strerror}") from exc
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))

@@ -1,0 +1,163 @@
+"""Where each file of a vault home lives, the label each secret is sealed under, and file I/O.
+
+Paths are relative to the home and use ``/``; messages name files by these paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+from typing import Final
+
+from modelseal.crypto import FormatError, canonical_json, parse_canonical_json
+from modelseal.errors import Error
+
+__all__ = [
+    "ADMIN_CA",
+    "ADMIN_CERT",
+    "ADMIN_CREDENTIAL",
+    "ADMIN_DIR",
+    "ADMIN_KEY",
+    "CA_CERT",
+    "CA_KEY",
+    "DIRS",
+    "HOME_KEY",
+    "IMPORT_KEY",
+    "IMPORT_PRIVATE_KEY",
+    "LICENSE_KEY",
+    "LICENSE_KEYS",
+    "MASTER_KEY",
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "PUBLIC_FILE_MODE",
+    "SEALED_KEYS",
+    "SETTINGS",
+    "TLS_CERT",
+    "TLS_KEY",
+    "HomeError",
+    "dump_wrapped_home_key",
+    "fsync_dir",
+    "load_wrapped_home_key",
+    "read_file",
+    "seal_label",
+    "write_file",
+]
+
+SETTINGS: Final = "vault.json"
+MASTER_KEY: Final = "master-key.json"
+CA_CERT: Final = "ca/ca.pem"
+TLS_CERT: Final = "tls/server.pem"
+LICENSE_KEYS: Final = "license-keys.json"
+IMPORT_KEY: Final = "import-key.pem"
+HOME_KEY: Final = "secrets/home-key.wrapped"
+CA_KEY: Final = "secrets/ca-key.pem.sealed"
+TLS_KEY: Final = "secrets/tls-server-key.pem.sealed"
+LICENSE_KEY: Final = "secrets/license-signing-key.pem.sealed"
+IMPORT_PRIVATE_KEY: Final = "secrets/import-key.pem.sealed"
+SEALED_KEYS: Final = (CA_KEY, TLS_KEY, LICENSE_KEY, IMPORT_PRIVATE_KEY)
+DIRS: Final = ("ca", "tls", "secrets")
+
+ADMIN_DIR: Final = "admin"
+ADMIN_CERT: Final = "client.pem"
+ADMIN_KEY: Final = "client-key.pem"
+ADMIN_CA: Final = "ca.pem"
+ADMIN_CREDENTIAL: Final = "credential.json"
+
+PRIVATE_DIR_MODE: Final = 0o700
+PRIVATE_FILE_MODE: Final = 0o600
+PUBLIC_FILE_MODE: Final = 0o644
+
+_HOME_KEY_TYPE: Final = "modelseal.vault-home-key"
+
+
+class HomeError(Error):
+    """A vault home cannot be created, read or unlocked as it is."""
+
+    code = "VAULT_HOME"
+
+
+def seal_label(relative: str) -> str:
+    """The label a sealed file is bound to: a sealed file renamed to another one does not open."""
+    return f"modelseal vault home: {relative}"
+
+
+def write_file(root: Path, relative: str, data: bytes, mode: int) -> None:
+    """Create ``root/relative`` (it must not exist) with exactly ``mode``, and fsync it."""
+    path = root / relative
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_file(home: Path, relative: str) -> bytes:
+    """The bytes of ``home/relative``; a missing or unreadable file is one :class:`HomeError`."""
+    try:
+        return (home / relative).read_bytes()
+    except FileNotFoundError:
+        raise HomeError(
+            f"{relative} is missing from the vault home {home}",
+            hint="restore the vault home from a backup; `modelseal vault init` creates a new one",
+        ) from None
+    except OSError as exc:
+        raise HomeError(f"cannot read {relative} in the vault home {home}: {exc.strerror}") from exc
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dump_wrapped_home_key(*, key_id: str, master_version: int, wrapped: bytes) -> bytes:
+    """``secrets/home-key.wrapped``: the home key's id and its master-key-wrapped bytes."""
+    return canonical_json(
+        {
+            "type": _HOME_KEY_TYPE,
+            "key_id": key_id,
+            "master_version": master_version,
+            "wrapped": base64.b64encode(wrapped).decode("ascii"),
+        }
+    )
+
+
+def load_wrapped_home_key(data: bytes, *, home: Path) -> tuple[str, int, bytes]:
+    """``(key id, master-key version, wrapped bytes)`` of ``secrets/home-key.wrapped``."""
+    problem = f"{HOME_KEY} in the vault home {home} is damaged"
+    try:
+        document = parse_canonical_json(data, what=HOME_KEY)
+    except FormatError as exc:
+        raise HomeError(f"{problem}: {exc}", hint="restore it from a backup") from None
+    if not isinstance(document, dict) or set(document) != {
+        "type",
+        "key_id",
+        "master_version",
+        "wrapped",
+    }:
+        raise HomeError(f"{problem}: it lacks or adds fields", hint="restore it from a backup")
+    key_id, version, wrapped = (
+        document["key_id"],
+        document["master_version"],
+        document["wrapped"],
+    )
+    if (
+        document["type"] != _HOME_KEY_TYPE
+        or not isinstance(key_id, str)
+        or not isinstance(version, int)
+        or not isinstance(wrapped, str)
+    ):
+        raise HomeError(f"{problem}: a field has the wrong type", hint="restore it from a backup")
+    try:
+        blob = base64.b64decode(wrapped, validate=True)
+    except binascii.Error:
+        raise HomeError(f"{problem}: 'wrapped' is not base64", hint="restore it") from None
+    return key_id, version, blob

@@ -1,0 +1,408 @@
+"""The vault home directory: created by ``modelseal vault init``, opened and unlocked by the vault.
+
+Layout (see ``docs/vault.md``)::
+
+    vault.json                  settings (VaultSettings), mode 0600
+    vault.db                    SQLite database (when no --database-url)
+    master-key.json             software master key sealed with scrypt (software kind only)
+    ca/ca.pem                   vault CA certificate
+    tls/server.pem              TLS server certificate (issued by the vault CA)
+    license-keys.json           JWKS of the license-signing key
+    import-key.pem              X25519 import public key (for offline sealing)
+    secrets/home-key.wrapped    the home key, wrapped by the master key
+    secrets/*.pem.sealed        each private key (CA, TLS, license-signing, import), sealed
+                                with the home key; mode 0600
+    admin/                      the admin credential (unless --admin-out put it elsewhere)
+
+No private key of the vault is ever on disk in clear: each is a PKCS#8 PEM sealed with
+:func:`~modelseal.crypto.seal_bytes` under the *home key*, a random data key that is itself
+stored only wrapped by the master key (as model data keys are). So the master key — in a PKCS#11
+token, or sealed by a passphrase — guards everything, and rotating it rewraps one more key.
+The admin credential's key is the exception: like a kubeconfig, it is a plain PKCS#8 file
+(mode 0600) that a TLS client reads; whoever holds it is the vault's administrator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, NoReturn
+
+from modelseal.crypto import (
+    Certificate,
+    CertificateAuthority,
+    DataKey,
+    DecryptionError,
+    ImportPrivateKey,
+    ImportPublicKey,
+    KeyFormatError,
+    SigningKey,
+    VerifyingKey,
+    jwk_thumbprint,
+    keys_from_jwks,
+    load_certificates,
+    open_bytes,
+    parse_canonical_json,
+    public_key_matches,
+)
+from modelseal.crypto.errors import FormatError
+from modelseal.crypto.masterkey import (
+    DEFAULT_SCRYPT_N,
+    MasterKey,
+    MasterKeyError,
+    SoftwareMasterKey,
+    data_key_context,
+)
+from modelseal.errors import UsageError
+from modelseal.vault import _layout as layout
+from modelseal.vault._layout import HomeError
+from modelseal.vault.settings import (
+    DEFAULT_PIN_ENV,
+    DEFAULT_PORT,
+    Pkcs11MasterKeySettings,
+    VaultSettings,
+    load_settings,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sqlalchemy import Engine
+
+__all__ = [
+    "HomeError",
+    "MasterKeyChoice",
+    "Pkcs11Master",
+    "SoftwareMaster",
+    "UnlockedVault",
+    "VaultHome",
+    "home_key_context",
+    "init_vault",
+]
+
+
+@dataclass(frozen=True)
+class SoftwareMaster:
+    """``vault init`` with a software master key sealed by ``passphrase`` (scrypt)."""
+
+    passphrase: bytes = field(repr=False)
+    scrypt_n: int = DEFAULT_SCRYPT_N
+
+
+@dataclass(frozen=True)
+class Pkcs11Master:
+    """``vault init`` with a master key created in a PKCS#11 token.
+
+    ``key_label`` defaults to ``modelseal-<vault id>``, so vaults sharing a token never collide;
+    ``pin_env`` is the variable the vault will read the PIN from (stored, unlike the PIN).
+    """
+
+    module: str
+    token_label: str
+    pin: str = field(repr=False)
+    pin_env: str = DEFAULT_PIN_ENV
+    key_label: str | None = None
+
+
+MasterKeyChoice = SoftwareMaster | Pkcs11Master
+
+
+def home_key_context(settings: VaultSettings, *, key_id: str, master_version: int) -> bytes:
+    """What the home key is wrapped under: model id = the vault id (never a model's), version 0."""
+    return data_key_context(
+        model_id=settings.vault_id, version=0, key_id=key_id, master_version=master_version
+    )
+
+
+def init_vault(
+    home: Path,
+    *,
+    database_url: str | None,
+    master: MasterKeyChoice,
+    public_urls: Sequence[str] = (),
+    tls_hosts: Sequence[str] = (),
+    port: int = DEFAULT_PORT,
+    admin_out: Path | None = None,
+    now: dt.datetime,
+    report: Callable[[str], None] | None = None,
+) -> VaultHome:
+    """Create a vault home in ``home`` (absent or an empty directory) and its database schema.
+
+    Everything is built in a temporary directory beside ``home`` and renamed into place at the
+    end, so a failure leaves no half-made home. Two things cannot be undone by a rename: a PKCS#11
+    master key (created near the end; if a later step fails, the error names what the token kept)
+    and the tables in an external database (dropped again when a later step fails). An external
+    database that already holds vault tables is refused before anything is created.
+    ``report`` receives one line per finished step.
+    """
+    from modelseal.vault._create import create_home
+
+    path = create_home(
+        home,
+        database_url=database_url,
+        master=master,
+        public_urls=list(public_urls),
+        tls_hosts=list(tls_hosts),
+        port=port,
+        admin_out=admin_out,
+        now=now,
+        report=report or (lambda _line: None),
+    )
+    return VaultHome.open(path)
+
+
+class VaultHome:
+    """A vault home's settings and public material, read without any secret."""
+
+    __slots__ = (
+        "ca_certificate",
+        "import_public_key",
+        "license_keys",
+        "path",
+        "settings",
+        "tls_certificate",
+    )
+
+    def __init__(
+        self,
+        path: Path,
+        settings: VaultSettings,
+        ca_certificate: Certificate,
+        tls_certificate: Certificate,
+        license_keys: dict[str, VerifyingKey],
+        import_public_key: ImportPublicKey,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self.ca_certificate = ca_certificate
+        self.tls_certificate = tls_certificate
+        self.license_keys = license_keys
+        self.import_public_key = import_public_key
+
+    @classmethod
+    def open(cls, home: Path) -> VaultHome:
+        """Read ``vault.json`` and the public certificates and keys of the home at ``home``."""
+        home = Path(home).absolute()
+        if not (home / layout.SETTINGS).is_file():
+            raise HomeError(
+                f"{home} is not a vault home (it has no {layout.SETTINGS})",
+                hint="create one with `modelseal vault init --home DIR`, or check the path",
+            )
+        settings = load_settings(
+            layout.read_file(home, layout.SETTINGS), where=f"{home / layout.SETTINGS}"
+        )
+        try:
+            ca = _one_certificate(home, layout.CA_CERT)
+            tls = _one_certificate(home, layout.TLS_CERT)
+            jwks = parse_canonical_json(
+                layout.read_file(home, layout.LICENSE_KEYS), what=layout.LICENSE_KEYS
+            )
+            if not isinstance(jwks, dict):
+                raise FormatError(f"{layout.LICENSE_KEYS} is not a JSON object")
+            license_keys = keys_from_jwks(jwks)
+            import_key = ImportPublicKey.from_pem(layout.read_file(home, layout.IMPORT_KEY))
+        except (FormatError, KeyFormatError) as exc:
+            raise HomeError(
+                f"the vault home {home} has a damaged public file: {exc}",
+                hint="restore the file from a backup",
+            ) from exc
+        if settings.license_kid not in license_keys:
+            raise HomeError(
+                f"{layout.LICENSE_KEYS} in {home} has no key with the license_kid of "
+                f"{layout.SETTINGS} ({settings.license_kid})",
+                hint="restore both files from the same backup",
+            )
+        return cls(home, settings, ca, tls, license_keys, import_key)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL: the settings', or the SQLite file ``vault.db`` in this home."""
+        if self.settings.database_url is not None:
+            return self.settings.database_url
+        from modelseal.vault.db import default_sqlite_url
+
+        return default_sqlite_url(self.path)
+
+    def unlock(self, *, passphrase: bytes | None = None, pin: str | None = None) -> UnlockedVault:
+        """Open the master key (``passphrase`` for a software key, ``pin`` for PKCS#11), unwrap
+        the home key and open every sealed private key, checking each against its public half."""
+        master = open_master_key(self, passphrase=passphrase, pin=pin)
+        try:
+            home_key = self._home_key(master)
+            ca_key = SigningKey.from_pem(self._open_sealed(home_key, layout.CA_KEY), None)
+            tls_pem = self._open_sealed(home_key, layout.TLS_KEY)
+            tls_key = SigningKey.from_pem(tls_pem, None)
+            license_key = SigningKey.from_pem(self._open_sealed(home_key, layout.LICENSE_KEY), None)
+            import_key = ImportPrivateKey.from_pem(
+                self._open_sealed(home_key, layout.IMPORT_PRIVATE_KEY)
+            )
+            try:
+                ca = CertificateAuthority(ca_key, self.ca_certificate)
+            except KeyFormatError as exc:
+                raise self._mismatch(layout.CA_KEY, layout.CA_CERT) from exc
+            if not public_key_matches(self.tls_certificate, tls_key):
+                raise self._mismatch(layout.TLS_KEY, layout.TLS_CERT)
+            if jwk_thumbprint(license_key.verifying_key()) != self.settings.license_kid:
+                raise self._mismatch(layout.LICENSE_KEY, layout.SETTINGS)
+            if import_key.public_key().to_pem() != self.import_public_key.to_pem():
+                raise self._mismatch(layout.IMPORT_PRIVATE_KEY, layout.IMPORT_KEY)
+        except BaseException:
+            master.close()
+            raise
+        return UnlockedVault(self, master, ca, license_key, import_key, tls_pem)
+
+    def _home_key(self, master: MasterKey) -> DataKey:
+        key_id, version, wrapped = layout.load_wrapped_home_key(
+            layout.read_file(self.path, layout.HOME_KEY), home=self.path
+        )
+        if version != master.version:
+            raise HomeError(
+                f"{layout.HOME_KEY} in {self.path} is wrapped by master key version {version}, "
+                f"but {layout.SETTINGS} names version {master.version}",
+                hint="finish the master-key rotation, or restore both files from one backup",
+            )
+        context = home_key_context(self.settings, key_id=key_id, master_version=version)
+        try:
+            return master.unwrap(wrapped, context=context, key_id=key_id)
+        except DecryptionError:
+            raise HomeError(
+                f"{layout.HOME_KEY} in {self.path} does not open with the master key: it was "
+                "altered, or belongs to another vault or master key",
+                hint="restore it from a backup of this vault home",
+            ) from None
+
+    def _open_sealed(self, home_key: DataKey, relative: str) -> bytes:
+        blob = layout.read_file(self.path, relative)
+        try:
+            return open_bytes(home_key, blob, label=layout.seal_label(relative))
+        except DecryptionError:
+            raise HomeError(
+                f"{relative} in {self.path} failed authentication: it was altered or replaced",
+                hint="restore it from a backup of this vault home",
+            ) from None
+
+    def _mismatch(self, secret: str, public: str) -> HomeError:
+        return HomeError(
+            f"{secret} in {self.path} does not belong to {public}",
+            hint="restore both files from the same backup",
+        )
+
+    def __repr__(self) -> str:
+        return f"VaultHome({str(self.path)!r}, vault_id={self.settings.vault_id!r})"
+
+
+class UnlockedVault:
+    """A vault home with its master key open and its private keys in memory.
+
+    Close it (or use ``with``) to release the master key (a PKCS#11 login). Never pickled; its
+    ``repr`` shows no secret.
+    """
+
+    __slots__ = ("_tls_key_pem", "ca", "home", "import_key", "license_key", "master_key")
+
+    def __init__(
+        self,
+        home: VaultHome,
+        master_key: MasterKey,
+        ca: CertificateAuthority,
+        license_key: SigningKey,
+        import_key: ImportPrivateKey,
+        tls_key_pem: bytes,
+    ) -> None:
+        self.home = home
+        self.master_key = master_key
+        self.ca = ca
+        self.license_key = license_key
+        self.import_key = import_key
+        self._tls_key_pem = tls_key_pem
+
+    @property
+    def settings(self) -> VaultSettings:
+        return self.home.settings
+
+    @property
+    def license_kid(self) -> str:
+        return self.home.settings.license_kid
+
+    @property
+    def tls_key_pem(self) -> bytes:
+        """The TLS server key as unencrypted PKCS#8 PEM, for an in-memory TLS context only."""
+        return self._tls_key_pem
+
+    def engine(self) -> Engine:
+        """A new engine on the vault database, checked to be at this modelseal's schema.
+
+        The caller owns it (``engine.dispose()`` when done).
+        """
+        from modelseal.vault.db import check_schema_current, create_vault_engine
+
+        engine = create_vault_engine(self.home.database_url)
+        try:
+            check_schema_current(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
+
+    def close(self) -> None:
+        self.master_key.close()
+
+    def __enter__(self) -> UnlockedVault:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an unlocked vault cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"UnlockedVault({self.settings.vault_id!r}, master_key={self.master_key!r})"
+
+
+def open_master_key(home: VaultHome, *, passphrase: bytes | None, pin: str | None) -> MasterKey:
+    """The master key named by the home's settings, opened with the passphrase or PIN."""
+    settings = home.settings
+    chosen = settings.master_key
+    if isinstance(chosen, Pkcs11MasterKeySettings):
+        if pin is None:
+            raise UsageError(
+                f"the master key of {home.path} is in PKCS#11 token '{chosen.token_label}'; "
+                "give its user PIN",
+                hint=f"export {chosen.pin_env}=…",
+            )
+        from modelseal.crypto.masterkey import Pkcs11MasterKey
+
+        return Pkcs11MasterKey.open(
+            module=chosen.module,
+            token_label=chosen.token_label,
+            pin=pin,
+            label=chosen.key_label,
+            version=settings.master_version,
+        )
+    if passphrase is None:
+        raise UsageError(
+            f"the master key of {home.path} is sealed by a passphrase; give the passphrase"
+        )
+    key = SoftwareMasterKey.unseal(layout.read_file(home.path, layout.MASTER_KEY), passphrase)
+    if key.version != settings.master_version:
+        raise MasterKeyError(
+            f"{layout.MASTER_KEY} in {home.path} holds master key version {key.version}, but "
+            f"{layout.SETTINGS} names version {settings.master_version}",
+            hint="restore both files from the same backup",
+        )
+    return key
+
+
+def _one_certificate(home: Path, relative: str) -> Certificate:
+    certificates = load_certificates(layout.read_file(home, relative), what=relative)
+    if len(certificates) != 1:
+        raise FormatError(f"{relative} must hold exactly one certificate, not {len(certificates)}")
+    return certificates[0]
