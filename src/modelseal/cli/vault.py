@@ -119,8 +119,17 @@ def init(
       export MODELSEAL_VAULT=https://127.0.0.1:8443
       export MODELSEAL_ADMIN=/abs/path/of/the/admin/credential
     """
-    from modelseal.vault.home import Pkcs11Master, SoftwareMaster, init_vault
+    from modelseal.vault.home import (
+        Pkcs11Master,
+        SoftwareMaster,
+        check_init_arguments,
+        init_vault,
+    )
 
+    # Refuse a used home or a bad URL before asking for a passphrase or PIN.
+    check_init_arguments(
+        home, public_urls=urls, tls_hosts=tls_hosts, port=port, admin_out=admin_out
+    )
     master: SoftwareMaster | Pkcs11Master
     if master_kind == "software":
         _refuse_pkcs11_options(pkcs11_module, pkcs11_token, pkcs11_pin_env)

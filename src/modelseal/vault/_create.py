@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -45,18 +45,13 @@ from modelseal.crypto.masterkey import MasterKey, SoftwareMasterKey
 from modelseal.errors import Error, UsageError
 from modelseal.vault import _layout as layout
 from modelseal.vault._layout import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, HomeError
-from modelseal.vault.home import MasterKeyChoice, SoftwareMaster, home_key_context
+from modelseal.vault._plan import MasterKeyChoice, SoftwareMaster, check_master_choice, plan_home
 from modelseal.vault.settings import (
-    DEFAULT_TLS_HOSTS,
     MasterKeySettings,
     Pkcs11MasterKeySettings,
     SoftwareMasterKeySettings,
     VaultSettings,
-    check_tls_host,
-    default_public_url,
     dump_settings,
-    normalize_public_url,
-    url_host,
 )
 
 if TYPE_CHECKING:
@@ -83,19 +78,13 @@ def create_home(
     report: Callable[[str], None],
 ) -> Path:
     """Create the vault home (see the module docstring); returns its absolute path."""
-    home = _check_new_dir(home, "the vault home")
-    admin = _admin_dir(home, admin_out)
     if now.tzinfo is None:
         raise UsageError("vault init needs an aware time (with a time zone)")
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port must be from 1 to 65535, not {port}")
-    try:
-        urls = [normalize_public_url(url) for url in public_urls] or [default_public_url(port)]
-        hosts = _unique(
-            check_tls_host(host) for host in [*DEFAULT_TLS_HOSTS, *tls_hosts, *map(url_host, urls)]
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    check_master_choice(master)
+    plan = plan_home(
+        home, admin_out=admin_out, public_urls=public_urls, tls_hosts=tls_hosts, port=port
+    )
+    home, admin, urls, hosts = plan.home, plan.admin, plan.urls, plan.hosts
     vault_id = f"vault-{uuid.uuid4()}"
     engine = _external_database(database_url, home) if database_url is not None else None
     try:
@@ -114,12 +103,17 @@ class _Staging:
     def __init__(self, home: Path, admin: Path) -> None:
         self.home, self.admin = home, admin
         self.admin_inside = admin == home / layout.ADMIN_DIR
+        self.admin_existed = admin.is_dir()  # an empty directory, by the checks of plan_home
         self.root = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{home.name}.init-"))
-        self.admin_root = (
-            self.root / layout.ADMIN_DIR
-            if self.admin_inside
-            else Path(tempfile.mkdtemp(dir=admin.parent, prefix=f".{admin.name}.init-"))
-        )
+        try:
+            self.admin_root = (
+                self.root / layout.ADMIN_DIR
+                if self.admin_inside
+                else Path(tempfile.mkdtemp(dir=admin.parent, prefix=f".{admin.name}.init-"))
+            )
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         self.left_behind: list[str] = []  # what a failure cannot undo
         self.undo: list[Callable[[], None]] = []
 
@@ -148,9 +142,14 @@ class _Staging:
             layout.fsync_dir(path)
         if not self.admin_inside:
             _rename_into(self.admin_root, self.admin, "the admin credential directory")
-            self.undo.append(lambda: shutil.rmtree(self.admin, ignore_errors=True))
+            self.undo.append(self._remove_admin)
         _rename_into(self.root, self.home, "the vault home")
         layout.fsync_dir(self.home.parent)
+
+    def _remove_admin(self) -> None:
+        shutil.rmtree(self.admin, ignore_errors=True)
+        if self.admin_existed:
+            self.admin.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
 
 
 def _build(
@@ -214,7 +213,9 @@ def _build(
             tls_hosts=hosts,
             license_kid=kid,
         )
-        context = home_key_context(settings, key_id=home_key.key_id, master_version=MASTER_VERSION)
+        context = layout.home_key_context(
+            vault_id, key_id=home_key.key_id, master_version=MASTER_VERSION
+        )
         wrapped = master_key.wrap(home_key, context=context)
     finally:
         master_key.close()
@@ -305,7 +306,8 @@ def _create_schema(staging: _Staging, engine: Engine | None) -> str:
 def _external_database(url: str, home: Path) -> Engine:
     """An engine on ``url``, refused when the database already holds a vault."""
     from sqlalchemy import inspect
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from modelseal.vault.db import (
         StorageError,
@@ -315,15 +317,18 @@ def _external_database(url: str, home: Path) -> Engine:
         redact_url,
     )
 
-    engine = create_vault_engine(url, pool_size=1, max_overflow=0)
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        database = Path(engine.url.database).absolute()
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None  # create_vault_engine explains what is wrong with it
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database:
+        database = Path(os.path.abspath(parsed.database))
         if home == database or home in database.parents:
-            engine.dispose()
             raise UsageError(
                 "--database-url points into the new vault home; leave it out to keep the "
                 "database in the home"
             )
+    engine = create_vault_engine(url, pool_size=1, max_overflow=0)
     try:
         existing = set(inspect(engine).get_table_names()) & set(metadata.tables)
         revision = current_revision(engine)
@@ -358,41 +363,8 @@ def _write_admin(root: Path, ca: CertificateAuthority, *, url: str, now: dt.date
     layout.write_file(root, layout.ADMIN_CREDENTIAL, credential, PUBLIC_FILE_MODE)
 
 
-def _check_new_dir(path: Path, what: str) -> Path:
-    """``path`` made absolute, if it is absent or an empty directory whose parent exists."""
-    path = Path(os.path.abspath(path))
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise UsageError(f"{what} {path} exists and is not a directory; choose a new path")
-    if path.is_dir() and any(path.iterdir()):
-        raise UsageError(
-            f"{what} {path} already exists and is not empty; vault init never overwrites one",
-            hint="choose a new directory, or open the existing vault",
-        )
-    if not path.parent.is_dir():
-        raise UsageError(f"the directory {path.parent} for {what} does not exist; create it first")
-    return path
-
-
-def _admin_dir(home: Path, admin_out: Path | None) -> Path:
-    if admin_out is None:
-        return home / layout.ADMIN_DIR
-    admin = Path(os.path.abspath(admin_out))
-    if admin == home / layout.ADMIN_DIR:
-        return admin
-    if admin == home or home in admin.parents or admin in home.parents:
-        raise UsageError(
-            f"--admin-out {admin} must be outside the vault home {home} (or left out, to use "
-            f"{home / layout.ADMIN_DIR})"
-        )
-    return _check_new_dir(admin, "the admin credential directory")
-
-
 def _rename_into(source: Path, target: Path, what: str) -> None:
     try:
         os.rename(source, target)  # replaces an empty directory, fails on a non-empty one
     except OSError as exc:
         raise HomeError(f"cannot move {what} into {target}: {exc.strerror}") from exc
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from modelseal.crypto import FormatError, canonical_json, parse_canonical_json
+from modelseal.crypto.masterkey import data_key_context
 from modelseal.errors import Error
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "HomeError",
     "dump_wrapped_home_key",
     "fsync_dir",
+    "home_key_context",
     "load_wrapped_home_key",
     "read_file",
     "seal_label",
@@ -76,6 +78,13 @@ class HomeError(Error):
     """A vault home cannot be created, read or unlocked as it is."""
 
     code = "VAULT_HOME"
+
+
+def home_key_context(vault_id: str, *, key_id: str, master_version: int) -> bytes:
+    """What the home key is wrapped under: model id = the vault id (never a model's), version 0."""
+    return data_key_context(
+        model_id=vault_id, version=0, key_id=key_id, master_version=master_version
+    )
 
 
 def seal_label(relative: str) -> str:

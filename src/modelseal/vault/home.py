@@ -25,7 +25,6 @@ The admin credential's key is the exception: like a kubeconfig, it is a plain PK
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn
@@ -35,6 +34,7 @@ from modelseal.crypto import (
     CertificateAuthority,
     DataKey,
     DecryptionError,
+    FormatError,
     ImportPrivateKey,
     ImportPublicKey,
     KeyFormatError,
@@ -47,19 +47,13 @@ from modelseal.crypto import (
     parse_canonical_json,
     public_key_matches,
 )
-from modelseal.crypto.errors import FormatError
-from modelseal.crypto.masterkey import (
-    DEFAULT_SCRYPT_N,
-    MasterKey,
-    MasterKeyError,
-    SoftwareMasterKey,
-    data_key_context,
-)
+from modelseal.crypto.masterkey import MasterKey, MasterKeyError, SoftwareMasterKey
 from modelseal.errors import UsageError
 from modelseal.vault import _layout as layout
-from modelseal.vault._layout import HomeError
+from modelseal.vault._create import create_home
+from modelseal.vault._layout import HomeError, home_key_context
+from modelseal.vault._plan import MasterKeyChoice, Pkcs11Master, SoftwareMaster, plan_home
 from modelseal.vault.settings import (
-    DEFAULT_PIN_ENV,
     DEFAULT_PORT,
     Pkcs11MasterKeySettings,
     VaultSettings,
@@ -78,42 +72,10 @@ __all__ = [
     "SoftwareMaster",
     "UnlockedVault",
     "VaultHome",
+    "check_init_arguments",
     "home_key_context",
     "init_vault",
 ]
-
-
-@dataclass(frozen=True)
-class SoftwareMaster:
-    """``vault init`` with a software master key sealed by ``passphrase`` (scrypt)."""
-
-    passphrase: bytes = field(repr=False)
-    scrypt_n: int = DEFAULT_SCRYPT_N
-
-
-@dataclass(frozen=True)
-class Pkcs11Master:
-    """``vault init`` with a master key created in a PKCS#11 token.
-
-    ``key_label`` defaults to ``modelseal-<vault id>``, so vaults sharing a token never collide;
-    ``pin_env`` is the variable the vault will read the PIN from (stored, unlike the PIN).
-    """
-
-    module: str
-    token_label: str
-    pin: str = field(repr=False)
-    pin_env: str = DEFAULT_PIN_ENV
-    key_label: str | None = None
-
-
-MasterKeyChoice = SoftwareMaster | Pkcs11Master
-
-
-def home_key_context(settings: VaultSettings, *, key_id: str, master_version: int) -> bytes:
-    """What the home key is wrapped under: model id = the vault id (never a model's), version 0."""
-    return data_key_context(
-        model_id=settings.vault_id, version=0, key_id=key_id, master_version=master_version
-    )
 
 
 def init_vault(
@@ -137,8 +99,6 @@ def init_vault(
     database that already holds vault tables is refused before anything is created.
     ``report`` receives one line per finished step.
     """
-    from modelseal.vault._create import create_home
-
     path = create_home(
         home,
         database_url=database_url,
@@ -151,6 +111,25 @@ def init_vault(
         report=report or (lambda _line: None),
     )
     return VaultHome.open(path)
+
+
+def check_init_arguments(
+    home: Path,
+    *,
+    public_urls: Sequence[str] = (),
+    tls_hosts: Sequence[str] = (),
+    port: int = DEFAULT_PORT,
+    admin_out: Path | None = None,
+) -> None:
+    """Refuse what :func:`init_vault` would refuse before it needs a secret (a used home, a bad
+    URL), so a CLI can check before asking for a passphrase or PIN."""
+    plan_home(
+        home,
+        admin_out=admin_out,
+        public_urls=list(public_urls),
+        tls_hosts=list(tls_hosts),
+        port=port,
+    )
 
 
 class VaultHome:
@@ -263,7 +242,7 @@ class VaultHome:
                 f"but {layout.SETTINGS} names version {master.version}",
                 hint="finish the master-key rotation, or restore both files from one backup",
             )
-        context = home_key_context(self.settings, key_id=key_id, master_version=version)
+        context = home_key_context(self.settings.vault_id, key_id=key_id, master_version=version)
         try:
             return master.unwrap(wrapped, context=context, key_id=key_id)
         except DecryptionError:

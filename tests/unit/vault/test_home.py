@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from modelseal.crypto import (
     ImportPrivateKey,
@@ -31,6 +33,7 @@ from modelseal.vault import home as home_module
 from modelseal.vault.db import StorageError, check_schema_current, create_vault_engine
 from modelseal.vault.home import (
     HomeError,
+    Pkcs11Master,
     SoftwareMaster,
     UnlockedVault,
     VaultHome,
@@ -112,6 +115,23 @@ def test_init_writes_exactly_the_layout_with_private_modes(pristine: VaultHome) 
     assert siblings(pristine.path) == ["home"]  # no temporary directory left beside it
 
 
+def secret_encodings(secret: bytes) -> list[bytes]:
+    """``secret`` raw, and the part of its base64 that is the same at any alignment in a stream."""
+    found = [secret]
+    for shift in range(3):
+        text = base64.b64encode(bytes(shift) + secret)
+        found.append(text[4:-4])
+    return found
+
+
+def raw_private_value(pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.private_numbers().private_value.to_bytes(32, "big")
+    assert isinstance(key, ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey)
+    return key.private_bytes_raw()
+
+
 def test_no_private_key_is_in_clear_under_the_home(unlocked: UnlockedVault) -> None:
     home = unlocked.home.path
     pems = [
@@ -121,16 +141,19 @@ def test_no_private_key_is_in_clear_under_the_home(unlocked: UnlockedVault) -> N
         unlocked.tls_key_pem,
     ]
     assert all(pem.startswith(b"-----BEGIN PRIVATE KEY-----") for pem in pems)
-    assert find_plaintext(home, pems) == []
-    # The short secrets, raw and in base64: the master key and the home key.
+    # Whole PEMs (64-byte windows) anywhere but the admin credential, whose own key shares the
+    # PKCS#8 header with them; then the bare secrets in every file, the admin's included.
+    leaks = find_plaintext(home, pems)
+    assert leaks in ([], ["admin/client-key.pem"])
     master = unlocked.master_key
     assert isinstance(master, SoftwareMasterKey)
     home_key = unlocked.home._home_key(master)
-    secrets = [master._secret_bytes(), home_key._secret_bytes()]
-    needles = secrets + [base64.b64encode(s) for s in secrets]
+    secrets = [raw_private_value(pem) for pem in pems]
+    secrets += [master._secret_bytes(), home_key._secret_bytes()]
+    needles = [needle for secret in secrets for needle in secret_encodings(secret)]
     for path in home.rglob("*"):
         if path.is_file():
-            content = path.read_bytes()
+            content = path.read_bytes().replace(b"\n", b"")
             assert not any(needle in content for needle in needles), path
 
 
@@ -153,7 +176,7 @@ def test_the_admin_credential_is_a_client_certificate_of_the_vault_ca(
 @pytest.mark.parametrize("leaf", ["tls/server.pem", "admin/client.pem"])
 def test_openssl_verifies_the_certificates(pristine: VaultHome, leaf: str) -> None:
     result = subprocess.run(
-        ["openssl", "verify", "-CAfile", "ca/ca.pem", leaf],
+        ["openssl", "verify", "-attime", str(int(NOW.timestamp())), "-CAfile", "ca/ca.pem", leaf],
         cwd=pristine.path,
         capture_output=True,
         text=True,
@@ -230,7 +253,9 @@ def test_wrong_passphrase_is_refused(pristine: VaultHome) -> None:
 
 def test_unlock_without_a_passphrase_says_what_is_needed(pristine: VaultHome) -> None:
     expect_error(
-        UsageError, lambda: pristine.unlock(pin="1234"), "sealed by a passphrase; give the passphrase"
+        UsageError,
+        lambda: pristine.unlock(pin="1234"),
+        "sealed by a passphrase; give the passphrase",
     )
 
 
@@ -381,7 +406,7 @@ def test_urls_and_hosts_reach_the_settings_and_the_certificate(tmp_path: Path) -
         ({"public_urls": ["https://vault.example.com/api"]}, "must be https://HOST[:PORT] alone"),
         ({"tls_hosts": ["bad host"]}, "is neither a DNS name nor an IP address"),
         ({"port": 70000}, "--port must be from 1 to 65535"),
-        ({"now": datetime(2030, 6, 1)}, "needs an aware time"),  # noqa: DTZ001 - on purpose
+        ({"now": datetime(2030, 6, 1)}, "needs an aware time"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(
@@ -412,6 +437,7 @@ def test_the_public_surface(pristine: VaultHome) -> None:
         "SoftwareMaster",
         "UnlockedVault",
         "VaultHome",
+        "check_init_arguments",
         "home_key_context",
         "init_vault",
     }
@@ -426,11 +452,51 @@ def test_the_cli_default_pin_variable_matches_the_settings() -> None:
     assert cli_vault._DEFAULT_PIN_ENV == DEFAULT_PIN_ENV
 
 
-def test_create_vault_engine_is_not_needed_to_open(pristine: VaultHome) -> None:
-    """Opening a home reads files only; the database URL resolves to the home's SQLite file."""
+def test_the_database_url_is_the_homes_sqlite_file(pristine: VaultHome) -> None:
+    """Without --database-url the settings store no URL; it resolves to vault.db in the home."""
     assert pristine.database_url.endswith(f"{pristine.path}/vault.db")
     engine = create_vault_engine(pristine.database_url)
     try:
         check_schema_current(engine)
     finally:
         engine.dispose()
+
+
+def test_an_external_sqlite_database_is_used_and_recorded(tmp_path: Path) -> None:
+    url = f"sqlite+pysqlite:///{tmp_path / 'shared.db'}"
+    home = make_home(tmp_path / "home", database_url=url)
+    assert home.settings.database_url == url and home.database_url == url
+    assert not (home.path / "vault.db").exists()
+    with home.unlock(passphrase=PASSPHRASE) as vault:
+        vault.engine().dispose()
+    expect_error(
+        HomeError,
+        lambda: make_home(tmp_path / "second", database_url=url),
+        "already holds a vault's tables",
+    )
+    assert sorted(os.listdir(tmp_path)) == ["home", "shared.db"]
+
+
+def test_a_database_url_inside_the_new_home_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite+pysqlite:///{tmp_path / 'home' / 'vault.db'}"
+    expect_error(
+        UsageError,
+        lambda: make_home(tmp_path / "home", database_url=url),
+        "--database-url points into the new vault home",
+    )
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("master", "message"),
+    [
+        (SoftwareMaster(b""), "the master key passphrase is empty"),
+        (Pkcs11Master("/lib/x.so", "t", "1234", pin_env="1-BAD"), "is not an environment variable"),
+        (Pkcs11Master("/lib/x.so", "", "1234"), "needs the module path, the token label and a PIN"),
+    ],
+)
+def test_an_unusable_master_key_choice_is_refused_first(
+    tmp_path: Path, master: SoftwareMaster | Pkcs11Master, message: str
+) -> None:
+    expect_error(UsageError, lambda: make_home(tmp_path / "home", master=master), message)
+    assert os.listdir(tmp_path) == []
