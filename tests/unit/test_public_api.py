@@ -15,6 +15,7 @@ SURFACES = {
         "DEFAULT_SCRYPT_N",
         "MasterKey",
         "MasterKeyError",
+        "MasterKeyRing",
         "Pkcs11MasterKey",
         "SoftwareMasterKey",
         "WRAPPED_SIZE",

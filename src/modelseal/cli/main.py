@@ -39,7 +39,9 @@ def cli(verbose: bool) -> None:
     """Seal AI models, license them, and serve them on devices you do not control.
 
     \b
-    Owner:  keys create, seal, verify, inspect, open
+    Owner:       keys create, seal, verify, inspect, open
+    Controller:  vault init / serve, model, customer, device, license
+    Device:      agent enroll / check
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -48,12 +50,16 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from modelseal.cli import keys, package, vault
+    from modelseal.cli import admin, agent, keys, package, vault
 
     cli.add_command(keys.keys)
     for command in package.COMMANDS:
         cli.add_command(command)
-    cli.add_command(vault.vault)  # light: each vault command imports the vault when it runs
+    # Light: each of these imports the vault, its client or the agent when it runs.
+    cli.add_command(vault.vault)
+    for command in admin.COMMANDS:
+        cli.add_command(command)
+    cli.add_command(agent.agent)
 
 
 _register()

@@ -7,6 +7,7 @@ imports the vault code it needs when it runs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shlex
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 
 from modelseal.cli._common import passphrase_env_option, quiet_option, read_passphrase, say
+from modelseal.cli.admin import admin_client, admin_options
 from modelseal.errors import UsageError
 
 __all__ = ["vault"]
@@ -27,6 +29,7 @@ The vault home holds:
   vault.json          settings (vault id, database URL, master key, URLs)
   vault.db            the SQLite database (unless --database-url)
   master-key.json     the software master key, sealed with scrypt
+                      (master-key.vN.json after a rotation to version N)
   ca/ca.pem           the vault CA certificate
   tls/server.pem      the TLS server certificate
   license-keys.json   the license-signing public key (JWKS)
@@ -164,6 +167,80 @@ def init(
     click.echo(f"export MODELSEAL_ADMIN={shlex.quote(os.path.abspath(admin))}")
 
 
+@vault.command("rotate-master-key")
+@click.option("--home", required=True, type=_DIR, help="The vault home.")
+@passphrase_env_option(
+    "Software master key: read its current passphrase from environment variable VAR instead "
+    "of asking."
+)
+@click.option(
+    "--new-passphrase-env",
+    metavar="VAR",
+    help="Software master key: seal the new version under the passphrase in VAR "
+    "(default: the current passphrase).",
+)
+@click.option(
+    "--pkcs11-pin-env",
+    metavar="VAR",
+    help="PKCS#11 master key: environment variable holding the token's user PIN "
+    "(default: the one named in vault.json).",
+)
+@click.option(
+    "--destroy-old",
+    is_flag=True,
+    help="Delete the old version (its file, or its PKCS#11 object) instead of keeping it "
+    "retired. Irreversible: backups wrapped under it no longer open.",
+)
+@quiet_option
+def rotate_master_key(
+    home: Path,
+    passphrase_env: str | None,
+    new_passphrase_env: str | None,
+    pkcs11_pin_env: str | None,
+    destroy_old: bool,
+    quiet: bool,
+) -> None:
+    """Make a new master key version and rewrap every data key, the audit key and the home key.
+
+    Stop every vault process of this home first. When interrupted, run the same command again:
+    it finishes the rotation where it stopped. The old version is then retired (software:
+    master-key….json is renamed *.retired; PKCS#11: the old object is kept unless --destroy-old).
+    """
+    from modelseal.vault.home import VaultHome
+    from modelseal.vault.rotation import rotate_master_key as rotate
+    from modelseal.vault.settings import Pkcs11MasterKeySettings
+
+    chosen = VaultHome.open(home).settings.master_key
+    passphrase = new_passphrase = pin = None
+    if isinstance(chosen, Pkcs11MasterKeySettings):
+        if passphrase_env or new_passphrase_env:
+            raise UsageError(
+                "--passphrase-env and --new-passphrase-env are for a software master key; this "
+                "vault's is in a PKCS#11 token"
+            )
+        pin = _read_pin(pkcs11_pin_env or chosen.pin_env)
+    else:
+        if pkcs11_pin_env:
+            raise UsageError("--pkcs11-pin-env is for a PKCS#11 master key")
+        passphrase = read_passphrase(passphrase_env, prompt="Passphrase of the vault master key")
+        if new_passphrase_env:
+            new_passphrase = read_passphrase(new_passphrase_env, prompt="New passphrase")
+    result = rotate(
+        home,
+        passphrase=passphrase,
+        pin=pin,
+        new_passphrase=new_passphrase,
+        destroy_old=destroy_old,
+        now=dt.datetime.now(dt.UTC),
+        report=lambda line: say(quiet, line),
+    )
+    say(
+        quiet,
+        f"master key rotated from version {result.previous_version} to {result.version}"
+        f"{' (finished an interrupted rotation)' if result.resumed else ''}",
+    )
+
+
 def _refuse_pkcs11_options(*values: str | None) -> None:
     if any(values):
         raise UsageError(
@@ -181,3 +258,93 @@ def _read_pin(env_var: str) -> str:
             hint=f"export {env_var}=… (the vault reads the PIN from it when it starts, too)",
         )
     return str(click.prompt("User PIN of the PKCS#11 token", hide_input=True))
+
+
+@vault.command()
+@click.option("--home", required=True, type=_DIR, help="The vault home `vault init` created.")
+@click.option("--host", help="Address to listen on (default: the home's, 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="HTTPS port (default: the home's, 8443)."
+)
+@passphrase_env_option(
+    "Software master key: read its passphrase from environment variable VAR instead of asking."
+)
+@quiet_option
+def serve(
+    home: Path, host: str | None, port: int | None, passphrase_env: str | None, quiet: bool
+) -> None:
+    """Serve the vault's REST API over HTTPS until SIGTERM or Ctrl-C.
+
+    Device routes need a device certificate from the vault CA, admin routes the admin
+    credential; /healthz, /metrics and /openapi.json are open. A PKCS#11 master key's PIN is read
+    from the environment variable named in vault.json (default MODELSEAL_PKCS11_PIN).
+    """
+    from modelseal.vault.home import VaultHome
+    from modelseal.vault.server import serve as run_server
+    from modelseal.vault.settings import Pkcs11MasterKeySettings
+
+    chosen = VaultHome.open(home).settings.master_key
+    passphrase: bytes | None = None
+    pin: str | None = None
+    if isinstance(chosen, Pkcs11MasterKeySettings):
+        if passphrase_env:
+            raise UsageError("--passphrase-env is for a software master key; this one is PKCS#11")
+        pin = _read_pin(chosen.pin_env)
+    else:
+        passphrase = read_passphrase(passphrase_env, prompt="Passphrase of the vault master key")
+    run_server(
+        home,
+        host=host,
+        port=port,
+        passphrase=passphrase,
+        pin=pin,
+        on_ready=lambda url: say(quiet, f"vault serving {url} (stop with Ctrl-C or SIGTERM)"),
+    )
+    say(quiet, "vault stopped")
+
+
+@vault.group()
+def audit() -> None:
+    """The audit log: hash-chained entries for every change, release and refusal."""
+
+
+@audit.command("verify")
+@click.option(
+    "--home",
+    type=_DIR,
+    help="Verify locally from the vault home: reads its database (no secret needed) and also "
+    "checks the signed checkpoints. Without it, ask the running vault (--vault, --admin).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (with --home).")
+@admin_options
+def audit_verify(
+    home: Path | None, as_json: bool, vault_url: str | None, admin_dir: Path | None
+) -> None:
+    """Recompute the audit log's hash chain; name the first entry that does not verify.
+
+    Exits 0 when the whole chain verifies; otherwise names the first bad entry (with --home:
+    "audit chain broken at entry N: <why>") and exits 1.
+    """
+    if home is not None:
+        from modelseal.vault.audit_verify import verify_audit
+
+        result = verify_audit(home)
+        if as_json:
+            click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        else:
+            click.echo(result.summary())
+        if not result.ok:
+            click.get_current_context().exit(1)
+        return
+    if as_json:
+        raise UsageError("--json needs --home")
+    with admin_client(vault_url, admin_dir) as client:
+        report = client.verify_audit()
+    if report.ok:
+        click.echo(f"audit log verifies: {report.entries} entries")
+        return
+    click.echo(
+        f"audit log broken: entry {report.first_bad} does not verify "
+        f"({report.entries} entries checked)"
+    )
+    click.get_current_context().exit(1)

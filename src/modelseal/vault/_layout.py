@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import secrets
 from pathlib import Path
 from typing import Final
 
@@ -43,6 +44,7 @@ __all__ = [
     "home_key_context",
     "load_wrapped_home_key",
     "read_file",
+    "replace_file",
     "seal_label",
     "write_file",
 ]
@@ -104,6 +106,23 @@ def write_file(root: Path, relative: str, data: bytes, mode: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(root: Path, relative: str, data: bytes, mode: int) -> None:
+    """Atomically make ``root/relative`` hold ``data`` with ``mode`` (created or replaced).
+
+    The bytes go to a temporary file beside it, fsynced, then renamed over it and the directory
+    fsynced: after a crash the file is wholly old or wholly new, never half written.
+    """
+    path = root / relative
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write_file(root, temporary.relative_to(root).as_posix(), data, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def read_file(home: Path, relative: str) -> bytes:

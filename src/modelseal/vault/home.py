@@ -4,7 +4,8 @@ Layout (see ``docs/vault.md``)::
 
     vault.json                  settings (VaultSettings), mode 0600
     vault.db                    SQLite database (when no --database-url)
-    master-key.json             software master key sealed with scrypt (software kind only)
+    master-key.json             software master key sealed with scrypt (software kind only);
+    master-key.v<N>.json        version N after a rotation (see ``_master``)
     ca/ca.pem                   vault CA certificate
     tls/server.pem              TLS server certificate (issued by the vault CA)
     license-keys.json           JWKS of the license-signing key
@@ -47,11 +48,12 @@ from modelseal.crypto import (
     parse_canonical_json,
     public_key_matches,
 )
-from modelseal.crypto.masterkey import MasterKey, MasterKeyError, SoftwareMasterKey
+from modelseal.crypto.masterkey import MasterKey, MasterKeyRing
 from modelseal.errors import UsageError
 from modelseal.vault import _layout as layout
 from modelseal.vault._create import create_home
 from modelseal.vault._layout import HomeError, home_key_context
+from modelseal.vault._master import open_ring
 from modelseal.vault._plan import MasterKeyChoice, Pkcs11Master, SoftwareMaster, plan_home
 from modelseal.vault.settings import (
     DEFAULT_PORT,
@@ -236,11 +238,13 @@ class VaultHome:
         key_id, version, wrapped = layout.load_wrapped_home_key(
             layout.read_file(self.path, layout.HOME_KEY), home=self.path
         )
-        if version != master.version:
+        versions = master.versions if isinstance(master, MasterKeyRing) else (master.version,)
+        if version not in versions:
             raise HomeError(
                 f"{layout.HOME_KEY} in {self.path} is wrapped by master key version {version}, "
-                f"but {layout.SETTINGS} names version {master.version}",
-                hint="finish the master-key rotation, or restore both files from one backup",
+                f"but the master key open is version {', '.join(map(str, versions))}",
+                hint="finish the master-key rotation (`modelseal vault rotate-master-key`, with "
+                "the new passphrase too if it had one), or restore the home from one backup",
             )
         context = home_key_context(self.settings.vault_id, key_id=key_id, master_version=version)
         try:
@@ -347,7 +351,8 @@ class UnlockedVault:
 
 
 def open_master_key(home: VaultHome, *, passphrase: bytes | None, pin: str | None) -> MasterKey:
-    """The master key named by the home's settings, opened with the passphrase or PIN."""
+    """The master key named by the home's settings, opened with the passphrase or PIN, in a
+    :class:`MasterKeyRing` with every other version still present (an unfinished rotation)."""
     settings = home.settings
     chosen = settings.master_key
     if isinstance(chosen, Pkcs11MasterKeySettings):
@@ -357,27 +362,12 @@ def open_master_key(home: VaultHome, *, passphrase: bytes | None, pin: str | Non
                 "give its user PIN",
                 hint=f"export {chosen.pin_env}=…",
             )
-        from modelseal.crypto.masterkey import Pkcs11MasterKey
-
-        return Pkcs11MasterKey.open(
-            module=chosen.module,
-            token_label=chosen.token_label,
-            pin=pin,
-            label=chosen.key_label,
-            version=settings.master_version,
-        )
+        return open_ring(home.path, settings, pin=pin)
     if passphrase is None:
         raise UsageError(
             f"the master key of {home.path} is sealed by a passphrase; give the passphrase"
         )
-    key = SoftwareMasterKey.unseal(layout.read_file(home.path, layout.MASTER_KEY), passphrase)
-    if key.version != settings.master_version:
-        raise MasterKeyError(
-            f"{layout.MASTER_KEY} in {home.path} holds master key version {key.version}, but "
-            f"{layout.SETTINGS} names version {settings.master_version}",
-            hint="restore both files from the same backup",
-        )
-    return key
+    return open_ring(home.path, settings, passphrases=[passphrase])
 
 
 def _one_certificate(home: Path, relative: str) -> Certificate:

@@ -334,8 +334,19 @@ def test_the_key_is_opaque(master: SoftwareMasterKey) -> None:
     assert copy.copy(master) is master and copy.deepcopy(master) is master
     assert not hasattr(master, "__dict__")
     public = {name for name in dir(master) if not name.startswith("_")}
-    assert public == {"create", "unseal", "reseal", "kind", "version", "wrap", "unwrap", "close"}
-    for name in ("kind", "version"):
+    assert public == {
+        "create",
+        "unseal",
+        "reseal",
+        "sealed_version",
+        "kind",
+        "version",
+        "scrypt_n",
+        "wrap",
+        "unwrap",
+        "close",
+    }
+    for name in ("kind", "version", "scrypt_n"):
         assert not isinstance(getattr(master, name), bytes | bytearray)
 
 
@@ -347,6 +358,7 @@ def test_public_surface_and_light_import() -> None:
         "WRAPPED_SIZE",
         "MasterKey",
         "MasterKeyError",
+        "MasterKeyRing",
         "Pkcs11MasterKey",
         "SoftwareMasterKey",
         "data_key_context",

@@ -26,7 +26,7 @@ from modelseal.crypto import (
     private_key_pem_unencrypted,
     verify_chain,
 )
-from modelseal.crypto.masterkey import MasterKeyError, SoftwareMasterKey
+from modelseal.crypto.masterkey import MasterKeyError, MasterKeyRing, SoftwareMasterKey
 from modelseal.errors import UsageError
 from modelseal.vault import _layout as layout
 from modelseal.vault import home as home_module
@@ -145,9 +145,11 @@ def test_no_private_key_is_in_clear_under_the_home(unlocked: UnlockedVault) -> N
     # PKCS#8 header with them; then the bare secrets in every file, the admin's included.
     leaks = find_plaintext(home, pems)
     assert leaks in ([], ["admin/client-key.pem"])
-    master = unlocked.master_key
+    ring = unlocked.master_key
+    assert isinstance(ring, MasterKeyRing) and ring.versions == (1,)
+    master = ring.current
     assert isinstance(master, SoftwareMasterKey)
-    home_key = unlocked.home._home_key(master)
+    home_key = unlocked.home._home_key(ring)
     secrets = [raw_private_value(pem) for pem in pems]
     secrets += [master._secret_bytes(), home_key._secret_bytes()]
     needles = [needle for secret in secrets for needle in secret_encodings(secret)]

@@ -17,6 +17,7 @@ from modelseal.crypto.masterkey.base import (
     generate_data_key,
     master_version_of,
 )
+from modelseal.crypto.masterkey.ring import MasterKeyRing
 from modelseal.crypto.masterkey.software import DEFAULT_SCRYPT_N, SoftwareMasterKey
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ __all__ = [
     "WRAPPED_SIZE",
     "MasterKey",
     "MasterKeyError",
+    "MasterKeyRing",
     "Pkcs11MasterKey",
     "SoftwareMasterKey",
     "data_key_context",

@@ -134,6 +134,65 @@ class Pkcs11MasterKey:
                 raise
         return key
 
+    @classmethod
+    def find(
+        cls,
+        *,
+        module: str,
+        token_label: str,
+        pin: str,
+        label: str = DEFAULT_LABEL,
+        version: int,
+    ) -> Pkcs11MasterKey | None:
+        """Like :meth:`open`, but None when the token holds no object ``f"{label}-v{version}"``."""
+        object_label = _object_label(label, version)
+        loaded = load_module(module)
+        with loaded.lock:
+            link = attach(loaded, token_label, pin)
+            key: Pkcs11MasterKey | None = None
+            try:
+                if link.call(lambda session: _has_object(session, object_label)):
+                    key = cls(_TOKEN, loaded, link, object_label, version)
+                    link.call(key._key_in)
+            except BaseException:
+                detach(loaded, link)
+                raise
+            if key is None:
+                detach(loaded, link)
+        return key
+
+    @classmethod
+    def destroy(
+        cls,
+        *,
+        module: str,
+        token_label: str,
+        pin: str,
+        label: str = DEFAULT_LABEL,
+        version: int,
+    ) -> bool:
+        """Destroy the key object ``f"{label}-v{version}"`` in the token; False if there was none.
+
+        Irreversible: whatever that key wrapped no longer opens. Close every master key open on
+        that object first (its next use would fail).
+        """
+        object_label = _object_label(label, version)
+        loaded = load_module(module)
+        with loaded.lock:
+            link = attach(loaded, token_label, pin)
+            try:
+                destroyed = link.call(lambda session: _destroy(link, session, object_label))
+            except p11.PKCS11Error as exc:
+                raise MasterKeyError(
+                    f"PKCS#11 token '{token_label}' refused to destroy master key "
+                    f"'{object_label}' ({type(exc).__name__})"
+                ) from exc
+            finally:
+                detach(loaded, link)
+        if destroyed:
+            log.info("destroyed master key %r on PKCS#11 token %r", object_label, token_label)
+        return destroyed
+
     @property
     def kind(self) -> str:
         return _KIND
@@ -255,6 +314,25 @@ def _generate(link: Link, session: Any, object_label: str) -> None:
         )
     finally:
         close_quietly(writer)
+
+
+def _has_object(session: Any, object_label: str) -> bool:
+    return any(True for _ in session.get_objects({Attribute.LABEL: object_label}))
+
+
+def _destroy(link: Link, session: Any, object_label: str) -> bool:
+    """Destroy the secret keys labelled ``object_label``, in a read-write session of the login."""
+    if not _has_object(session, object_label):
+        return False
+    template = {Attribute.LABEL: object_label, Attribute.CLASS: ObjectClass.SECRET_KEY}
+    writer = link.token.open(rw=True)
+    try:
+        found = list(writer.get_objects(template))
+        for key in found:
+            key.destroy()
+    finally:
+        close_quietly(writer)
+    return bool(found)
 
 
 def _find_key(session: Any, object_label: str, token_label: str) -> Any:

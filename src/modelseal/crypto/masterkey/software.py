@@ -96,6 +96,16 @@ class SoftwareMasterKey:
             ) from None
         return cls(_TOKEN, secret, header["version"], n)
 
+    @staticmethod
+    def sealed_version(sealed: bytes) -> int:
+        """The version a sealed file names, read without the passphrase.
+
+        Unauthenticated until :meth:`unseal` (which checks it): use it to pick a file, not to
+        trust one. A file that is not a sealed software master key is a :class:`MasterKeyError`.
+        """
+        header, _salt, _nonce, _ciphertext = _parse(sealed)
+        return int(header["version"])
+
     def reseal(self, passphrase: bytes, *, scrypt_n: int | None = None) -> bytes:
         """The key sealed under ``passphrase`` (fresh salt and nonce), e.g. to change passphrase."""
         n = self._scrypt_n if scrypt_n is None else _check_scrypt_n(scrypt_n)
@@ -113,6 +123,11 @@ class SoftwareMasterKey:
     @property
     def version(self) -> int:
         return self._version
+
+    @property
+    def scrypt_n(self) -> int:
+        """The scrypt cost this key was sealed with (what :meth:`reseal` uses by default)."""
+        return self._scrypt_n
 
     def wrap(self, key: DataKey, *, context: bytes) -> bytes:
         """The data key encrypted under this master key, bound to ``context``."""
