@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import click
@@ -76,6 +77,21 @@ def _size(n: int) -> str:
     help="Vault import public key (PEM); the data key is HPKE-wrapped to it inside the package.",
 )
 @click.option("--model-id", help="Reuse a model id (UUID) across versions; default: a fresh one.")
+@click.option(
+    "--vault",
+    "vault_url",
+    metavar="URL",
+    help="Ask this vault for a fresh data key (generate-data-key) and register the package with it "
+    "in one step (needs the admin credential, --admin).",
+)
+@click.option(
+    "--admin",
+    "admin_dir",
+    envvar="MODELSEAL_ADMIN",
+    show_envvar=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The admin credential directory (admin/ of the vault home); used with --vault.",
+)
 @passphrase_env_option("Environment variable holding the keystore passphrase (default: prompt).")
 @quiet_option
 def seal_command(
@@ -88,6 +104,8 @@ def seal_command(
     data_key_out: Path | None,
     import_keys: tuple[Path, ...],
     model_id: str | None,
+    vault_url: str | None,
+    admin_dir: Path | None,
     passphrase_env: str | None,
     quiet: bool,
 ) -> None:
@@ -97,26 +115,60 @@ def seal_command(
     AES256_GCM_HKDF_1MB format); the manifest listing each file's size and SHA-256 is signed with
     the keystore's key. The data key leaves only through --data-key-out (a file for the owner)
     and/or --vault-import-key (wrapped to the vault, so offline sealing never needs the master key).
+    With --vault URL the vault generates the data key instead, keeps it wrapped by its master key,
+    and the package is registered there as soon as it is sealed.
     """
     store = Keystore.load(keystore)
     recipients = [ImportPublicKey.from_pem(_read_file(p, "import key")) for p in import_keys]
     signing_key = store.signing_key(
         read_passphrase(passphrase_env, prompt=f"Passphrase for {keystore}")
     )
-    with progress_bar(quiet) as progress:
-        result = seal(
-            model,
-            out,
-            name=name,
-            version=version,
-            signing_key=signing_key,
-            certificates=store.certificate_chain(),
-            import_keys=recipients,
-            data_key_out=data_key_out,
-            archive=archive,
-            model_id=model_id,
-            progress=progress,
-        )
+    registered: str | None = None
+    if vault_url is None:
+        with progress_bar(quiet) as progress:
+            result = seal(
+                model,
+                out,
+                name=name,
+                version=version,
+                signing_key=signing_key,
+                certificates=store.certificate_chain(),
+                import_keys=recipients,
+                data_key_out=data_key_out,
+                archive=archive,
+                model_id=model_id,
+                progress=progress,
+            )
+    else:
+        from modelseal.cli.admin import admin_client
+        from modelseal.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
+
+        with admin_client(vault_url, admin_dir) as client:
+            grant = client.generate_data_key(
+                model_id=model_id or str(uuid.uuid4()), version=version
+            )
+            with progress_bar(quiet) as progress:
+                result = seal(
+                    model,
+                    out,
+                    name=name,
+                    version=version,
+                    signing_key=signing_key,
+                    certificates=store.certificate_chain(),
+                    import_keys=recipients,
+                    data_key=load_data_key(grant.key_file),
+                    data_key_out=data_key_out,
+                    archive=archive,
+                    model_id=grant.model_id,
+                    progress=progress,
+                )
+            with SealedPackage.open(result.path) as package:
+                manifest = package.container.read(MANIFEST_NAME)
+                signature = package.container.read(SIGNATURE_NAME)
+            view = client.register_model(
+                manifest=manifest, signature=signature, wrapped=grant.wrapped
+            )
+            registered = f"registered {view.name}:{view.version} with the vault at {client.url}"
     m = result.manifest
     say(
         quiet,
@@ -130,6 +182,8 @@ def seal_command(
         say(quiet, f"  data key written to {data_key_out} (mode 0600): keep it secret")
     for wrapped in m.wrapped_keys:
         say(quiet, f"  data key wrapped to vault import key {wrapped.recipient[:16]}…")
+    if registered is not None:
+        say(quiet, f"  {registered}")
 
 
 def _report_lines(report: VerifyReport) -> list[str]:
