@@ -82,46 +82,12 @@ def test_the_code_is_a_string_for_clients_that_branch_on_it() -> None:
     assert json.dumps({"code": RefusalCode.EXPIRED}) == '{"code": "EXPIRED"}'
 
 
-PUBLIC = {
-    "DEFAULT_LEASE",
-    "EVIDENCE_TYPES",
-    "LICENSE_TYP",
-    "MAX_LEASE",
-    "MAX_OFFLINE_GRACE",
-    "MAX_VERSION",
-    "MIN_LEASE",
-    "PERIODS",
-    "License",
-    "Policy",
-    "Rate",
-    "Refusal",
-    "RefusalCode",
-    "VersionSpec",
-    "check_model",
-    "check_time_window",
-    "format_datetime",
-    "format_duration",
-    "format_rate",
-    "issue_license",
-    "new_license_id",
-    "parse_datetime",
-    "parse_duration",
-    "parse_duration_from_first_use",
-    "parse_license",
-    "parse_rate",
-}
-
-
-def test_public_surface_and_light_import() -> None:
+def test_light_import() -> None:
     """The vault and the device agent both import this package: no web or database framework."""
-    code = (
-        "import json, sys, modelseal.licensing as m\n"
-        "print(json.dumps([sorted(m.__all__), sorted(sys.modules)]))"
-    )
+    code = "import json, sys, modelseal.licensing\nprint(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, check=True, timeout=60
     )
-    exported, loaded = json.loads(result.stdout)
-    assert set(exported) == PUBLIC
+    loaded = json.loads(result.stdout)
     heavy = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "grpc", "onnxruntime", "numpy")
     assert sorted(name for name in loaded if name.split(".")[0] in heavy) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import subprocess
 import sys
@@ -50,31 +49,6 @@ TABLES = {
     "leases",
     "audit_log",
     "audit_checkpoints",
-}
-
-SURFACE = {
-    "SchemaError",
-    "StorageError",
-    "append_audit",
-    "audit_entry_hash",
-    "bind_device",
-    "check_schema_current",
-    "claim_enrollment_token",
-    "consume_nonce",
-    "create_vault_engine",
-    "current_revision",
-    "default_sqlite_url",
-    "downgrade",
-    "from_micros",
-    "head_revision",
-    "metadata",
-    "read_only",
-    "redact_url",
-    "take_load",
-    "take_window",
-    "to_micros",
-    "upgrade",
-    "verify_audit_chain",
 }
 
 
@@ -327,15 +301,6 @@ def test_micros_of_other_time_zones_and_naive() -> None:
     assert to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1_000_000
     with pytest.raises(ValueError, match="naive datetime"):
         to_micros(datetime(2030, 1, 1))
-
-
-# --- public surface ------------------------------------------------------------------------------
-
-
-def test_public_surface() -> None:
-    module = importlib.import_module("modelseal.vault.db")
-    assert set(module.__all__) == SURFACE
-    assert all(hasattr(module, name) for name in module.__all__)
 
 
 def test_vault_package_does_not_pull_in_sqlalchemy() -> None:
