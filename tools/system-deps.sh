@@ -5,6 +5,7 @@ set -euo pipefail
 
 NEEDED=(
   "openssl openssl"                                   # keys, certificates and signatures checked by openssl
+  "curl curl"                                         # a second, independent HTTPS client in the mTLS tests
   "softhsm2-util softhsm2"                            # PKCS#11 master key (SoftHSM2 token)
   "/usr/lib/postgresql/15/bin/initdb postgresql"      # a real PostgreSQL server for the vault tests
 )

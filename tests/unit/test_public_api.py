@@ -28,6 +28,7 @@ SURFACES = {
         "StorageError",
         "append_audit",
         "audit_entry_hash",
+        "audit_entry_intact",
         "bind_device",
         "check_schema_current",
         "claim_enrollment_token",

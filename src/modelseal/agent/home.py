@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from modelseal._files import write_new
 from modelseal.agent.token import parse_enrollment_token
 from modelseal.crypto import (
     SigningKey,
@@ -160,15 +161,7 @@ def _write_home(path: Path, files: dict[str, tuple[bytes, int]]) -> None:
     try:
         os.chmod(staging, _DIR_MODE)
         for name, (data, mode) in files.items():
-            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            try:
-                os.fchmod(fd, mode)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new(staging / name, data, mode)
         os.rename(staging, path)  # replaces an empty directory, fails on a non-empty one
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,6 @@ a command runs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelseal._files import write_new
 from modelseal.errors import UsageError
 from modelseal.licensing import (
     DEFAULT_LEASE,
@@ -354,11 +354,9 @@ def license_issue(
 
 def _write_new(path: Path, data: bytes) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        write_new(path, data, 0o644)
     except OSError as exc:
         raise UsageError(f"cannot create {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 @license_.command("revoke")

@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelseal._files import fsync_dir, replace_file, write_new
 from modelseal.crypto import (
     ALGORITHMS,
     Algorithm,
@@ -46,7 +47,6 @@ from modelseal.crypto import (
     verify_chain,
 )
 from modelseal.errors import UsageError
-from modelseal.keys._files import fsync_dir, replace_file, write_new
 from modelseal.keys._layout import (
     CERTIFICATE,
     CHAIN,

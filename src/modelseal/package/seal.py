@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelseal import __version__
+from modelseal._files import write_new
 from modelseal.crypto import (
     WRAP_ALGORITHM,
     Certificate,
@@ -83,13 +84,11 @@ def collect_model_files(model: Path) -> list[tuple[str, Path]]:
 
 
 def write_data_key(path: Path, key: DataKey) -> None:
-    """Write the owner's key file with mode 0600; refuses to overwrite."""
+    """Write the owner's key file with mode 0600 (fsynced); refuses to overwrite."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        write_new(path, dump_data_key(key), 0o600)
     except FileExistsError:
         raise PackageError(f"{path} already exists; refusing to overwrite a key file") from None
-    with os.fdopen(fd, "wb") as out:
-        out.write(dump_data_key(key))
 
 
 def _check_destination(model: Path, out: Path) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import secrets
 from pathlib import Path
 from typing import Final
 
+from modelseal import _files
+from modelseal._files import fsync_dir, write_new
 from modelseal.crypto import FormatError, canonical_json, parse_canonical_json
 from modelseal.crypto.masterkey import data_key_context
 from modelseal.errors import Error
@@ -96,33 +96,13 @@ def seal_label(relative: str) -> str:
 
 def write_file(root: Path, relative: str, data: bytes, mode: int) -> None:
     """Create ``root/relative`` (it must not exist) with exactly ``mode``, and fsync it."""
-    path = root / relative
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_new(root / relative, data, mode)
 
 
 def replace_file(root: Path, relative: str, data: bytes, mode: int) -> None:
-    """Atomically make ``root/relative`` hold ``data`` with ``mode`` (created or replaced).
-
-    The bytes go to a temporary file beside it, fsynced, then renamed over it and the directory
-    fsynced: after a crash the file is wholly old or wholly new, never half written.
-    """
-    path = root / relative
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write_file(root, temporary.relative_to(root).as_posix(), data, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    """Atomically make ``root/relative`` hold ``data`` with ``mode``: after a crash the file is
+    wholly old or wholly new, never half written."""
+    _files.replace_file(root / relative, data, mode)
 
 
 def read_file(home: Path, relative: str) -> bytes:
@@ -136,14 +116,6 @@ def read_file(home: Path, relative: str) -> bytes:
         ) from None
     except OSError as exc:
         raise HomeError(f"cannot read {relative} in the vault home {home}: {exc.strerror}") from exc
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def dump_wrapped_home_key(*, key_id: str, master_version: int, wrapped: bytes) -> bytes:

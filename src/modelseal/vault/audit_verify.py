@@ -22,10 +22,10 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, RowMapping, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from modelseal.crypto import FormatError, SignatureError, canonical_json, parse_canonical_json
+from modelseal.crypto import SignatureError, canonical_json
 from modelseal.vault.db import (
     StorageError,
-    audit_entry_hash,
+    audit_entry_intact,
     check_schema_current,
     create_vault_engine,
     read_only,
@@ -168,29 +168,9 @@ def _why(conn: Connection, seq: int) -> str:
             f"its prev_hash is not the hash of entry {seq - 1}: an entry before it was "
             "rewritten, or this one was moved"
         )
-    if not _content_matches(row):
+    if not audit_entry_intact(row):
         return "its content does not match its hash: the entry was altered"
     return "a signed checkpoint recorded another hash for it: the entry was rewritten"
-
-
-def _content_matches(row: RowMapping) -> bool:
-    try:
-        details = parse_canonical_json(str(row["details"]).encode("utf-8"), what="audit details")
-    except (FormatError, UnicodeEncodeError):
-        return False
-    if not isinstance(details, dict):
-        return False
-    expected = audit_entry_hash(
-        seq=int(row["seq"]),
-        at=int(row["at"]),
-        actor=row["actor"],
-        action=row["action"],
-        subject=row["subject"],
-        outcome=row["outcome"],
-        details=details,
-        prev_hash=row["prev_hash"],
-    )
-    return bool(expected == row["entry_hash"])
 
 
 def _bad_signature(home: VaultHome, row: RowMapping) -> tuple[int, str] | None:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Final
 
 from uvicorn import Config, Server
 
+from modelseal._files import write_all
 from modelseal.crypto import SigningKey
 from modelseal.errors import Error
 from modelseal.vault import _layout as layout
@@ -207,28 +206,10 @@ def _key_in_memory(key_pem: bytes) -> Iterator[tuple[str, bytes]]:
     key is ever in that file, and the file is gone when the context exits."""
     password = secrets.token_urlsafe(32).encode("ascii")
     encrypted = SigningKey.from_pem(key_pem, None).to_pem(password)
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("modelseal-tls-key", os.MFD_CLOEXEC)
-        try:
-            _write_all(fd, encrypted)
-            yield f"/proc/self/fd/{fd}", password
-        finally:
-            os.close(fd)
-        return
-    folder = tempfile.mkdtemp(prefix="modelseal-tls-")  # pragma: no cover - not Linux
-    try:  # pragma: no cover
-        path = os.path.join(folder, "key.pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _write_all(fd, encrypted)
-        finally:
-            os.close(fd)
-        yield path, password
-    finally:  # pragma: no cover
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    # Linux only, like the rest of modelseal: an anonymous in-memory file, never on disk.
+    fd = os.memfd_create("modelseal-tls-key", os.MFD_CLOEXEC)
+    try:
+        write_all(fd, encrypted)
+        yield f"/proc/self/fd/{fd}", password
+    finally:
+        os.close(fd)

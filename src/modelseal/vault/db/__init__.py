@@ -21,6 +21,7 @@ from modelseal.vault.db.migrate import (
 from modelseal.vault.db.ops import (
     append_audit,
     audit_entry_hash,
+    audit_entry_intact,
     bind_device,
     claim_enrollment_token,
     consume_nonce,
@@ -35,6 +36,7 @@ __all__ = [
     "StorageError",
     "append_audit",
     "audit_entry_hash",
+    "audit_entry_intact",
     "bind_device",
     "check_schema_current",
     "claim_enrollment_token",

@@ -66,6 +66,7 @@ __all__ = [
     "AUDIT_LOCK_KEY",
     "append_audit",
     "audit_entry_hash",
+    "audit_entry_intact",
     "bind_device",
     "claim_enrollment_token",
     "consume_nonce",
@@ -325,7 +326,7 @@ def verify_audit_chain(conn: Connection) -> int | None:
         if seq != expected_seq:  # a deleted or renumbered entry: name the number that is missing
             rows.close()
             return expected_seq
-        if row.prev_hash != prev_hash or not _entry_ok(row._mapping):
+        if row.prev_hash != prev_hash or not audit_entry_intact(row._mapping):
             rows.close()
             return seq
         if checkpoints.pop(seq, row.entry_hash) != row.entry_hash:
@@ -336,7 +337,8 @@ def verify_audit_chain(conn: Connection) -> int | None:
     return min(checkpoints) if checkpoints else None
 
 
-def _entry_ok(row: RowMapping) -> bool:
+def audit_entry_intact(row: RowMapping) -> bool:
+    """Whether an ``audit_log`` row's content still hashes to its ``entry_hash``."""
     try:
         details = parse_canonical_json(row["details"].encode("utf-8"), what="audit details")
     except (FormatError, UnicodeEncodeError):
