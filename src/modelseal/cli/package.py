@@ -19,10 +19,23 @@ from modelseal.cli._common import (
     read_passphrase,
     say,
 )
-from modelseal.crypto import Certificate, ImportPublicKey, load_certificates, load_data_key
+from modelseal.crypto import (
+    Certificate,
+    DataKey,
+    ImportPublicKey,
+    load_certificates,
+    load_data_key,
+)
 from modelseal.errors import UsageError
 from modelseal.keys import Keystore
-from modelseal.package import SealedPackage, VerifyReport, open_package, seal, verify_package
+from modelseal.package import (
+    SealedPackage,
+    SealResult,
+    VerifyReport,
+    open_package,
+    seal,
+    verify_package,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -123,10 +136,10 @@ def seal_command(
     signing_key = store.signing_key(
         read_passphrase(passphrase_env, prompt=f"Passphrase for {keystore}")
     )
-    registered: str | None = None
-    if vault_url is None:
+
+    def run_seal(data_key: DataKey | None, package_model_id: str | None) -> SealResult:
         with progress_bar(quiet) as progress:
-            result = seal(
+            return seal(
                 model,
                 out,
                 name=name,
@@ -134,11 +147,16 @@ def seal_command(
                 signing_key=signing_key,
                 certificates=store.certificate_chain(),
                 import_keys=recipients,
+                data_key=data_key,
                 data_key_out=data_key_out,
                 archive=archive,
-                model_id=model_id,
+                model_id=package_model_id,
                 progress=progress,
             )
+
+    registered: str | None = None
+    if vault_url is None:
+        result = run_seal(None, model_id)
     else:
         from modelseal.cli.admin import admin_client
         from modelseal.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
@@ -147,21 +165,7 @@ def seal_command(
             grant = client.generate_data_key(
                 model_id=model_id or str(uuid.uuid4()), version=version
             )
-            with progress_bar(quiet) as progress:
-                result = seal(
-                    model,
-                    out,
-                    name=name,
-                    version=version,
-                    signing_key=signing_key,
-                    certificates=store.certificate_chain(),
-                    import_keys=recipients,
-                    data_key=load_data_key(grant.key_file),
-                    data_key_out=data_key_out,
-                    archive=archive,
-                    model_id=grant.model_id,
-                    progress=progress,
-                )
+            result = run_seal(load_data_key(grant.key_file), grant.model_id)
             with SealedPackage.open(result.path) as package:
                 manifest = package.container.read(MANIFEST_NAME)
                 signature = package.container.read(SIGNATURE_NAME)

@@ -11,7 +11,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -139,10 +139,10 @@ class Manifest:
     wrapped_keys: tuple[WrappedKey, ...] = ()
     suite: str = SUITE
     segment_size: int = SEGMENT_SIZE
-    _by_path: dict[str, FileEntry] = field(default_factory=dict, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self._by_path.update({entry.path: entry for entry in self.files})
+    @cached_property
+    def _by_path(self) -> dict[str, FileEntry]:
+        return {entry.path: entry for entry in self.files}
 
     def file(self, path: str) -> FileEntry:
         try:
