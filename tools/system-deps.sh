@@ -8,6 +8,7 @@ NEEDED=(
   "curl curl"                                         # a second, independent HTTPS client in the mTLS tests
   "softhsm2-util softhsm2"                            # PKCS#11 master key (SoftHSM2 token)
   "/usr/lib/postgresql/15/bin/initdb postgresql"      # a real PostgreSQL server for the vault tests
+  "fusermount3 fuse3"                                 # the crypto filesystem (libfuse3 + fusermount3)
 )
 
 missing=()
