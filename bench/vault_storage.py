@@ -1,6 +1,6 @@
 """The vault's storage layer alone: release-shaped transactions per second on SQLite and PostgreSQL.
 
-Each transaction is what a key release writes: ``consume_nonce`` + ``take_load`` +
+Each transaction is what a key release writes: ``use_nonce`` + ``take_load`` +
 ``append_audit`` (the chain lock held to commit), from ``--threads`` threads, each with its own
 connection, for ``--seconds``. The peer in the same run is an empty transaction (``BEGIN;
 SELECT 1; COMMIT``) on the same engine, the floor any transaction pays. Targets for the whole
@@ -36,12 +36,12 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from modelseal.vault.db import (
     append_audit,
-    consume_nonce,
     create_vault_engine,
     default_sqlite_url,
     take_load,
     to_micros,
     upgrade,
+    use_nonce,
     verify_audit_chain,
 )
 from modelseal.vault.db import schema as s
@@ -51,9 +51,8 @@ NOW = datetime.now(UTC)
 
 
 def seed(engine: Engine, nonces: int) -> tuple[str, list[str]]:
-    """A customer, an unlimited license and ``nonces`` fresh nonces."""
+    """A customer, an unlimited license and ``nonces`` fresh nonce hashes."""
     hashes = [hashlib.sha256(i.to_bytes(8, "big")).hexdigest() for i in range(nonces)]
-    expires = to_micros(NOW + timedelta(hours=1))
     with engine.begin() as conn:
         customer = conn.execute(
             insert(s.customers).values(name="bench", created_at=to_micros(NOW))
@@ -72,13 +71,13 @@ def seed(engine: Engine, nonces: int) -> tuple[str, list[str]]:
                 not_before=to_micros(NOW),
             )
         )
-        conn.execute(insert(s.nonces), [{"nonce_hash": h, "expires_at": expires} for h in hashes])
     return "lic-bench", hashes
 
 
 def release(conn: Connection, license_id: str, nonce: str) -> None:
     now = datetime.now(UTC)
-    granted = consume_nonce(conn, nonce, now) and take_load(conn, license_id, now)
+    fresh = use_nonce(conn, nonce, now, expires_at=now + timedelta(minutes=1))
+    granted = fresh and take_load(conn, license_id, now)
     if not granted:
         raise RuntimeError("a release the benchmark expected to be granted was refused")
     append_audit(
@@ -210,7 +209,7 @@ def main() -> int:
             )
     print_table(
         "vault storage: transactions per second "
-        "(release = consume_nonce + take_load + append_audit, one license, one commit)",
+        "(release = use_nonce + take_load + append_audit, one license, one commit)",
         ["engine", "transaction", "threads", "per s", "p50 ms", "p99 ms", "vs target"],
         rows,
     )

@@ -73,17 +73,9 @@ def add_license(
     return license_id
 
 
-def add_nonce(
-    conn: Connection, *, device_id: str | None = None, ttl: timedelta = timedelta(minutes=1)
-) -> str:
-    """A fresh nonce; returns its hash (what the vault stores and looks up)."""
-    nonce_hash = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    conn.execute(
-        insert(s.nonces).values(
-            nonce_hash=nonce_hash, device_id=device_id, expires_at=to_micros(NOW + ttl)
-        )
-    )
-    return nonce_hash
+def new_nonce() -> str:
+    """The hash of a fresh nonce, as the release records it with ``use_nonce``."""
+    return hashlib.sha256(secrets.token_bytes(40)).hexdigest()
 
 
 def add_token(conn: Connection, customer_id: int, *, ttl: timedelta = timedelta(hours=1)) -> str:

@@ -31,7 +31,7 @@ __all__ = [
 class Certificate:
     """An X.509 certificate (a thin, typed view over ``cryptography.x509``)."""
 
-    __slots__ = ("_cert",)
+    __slots__ = ("_cert", "_fingerprint")
 
     def __init__(self, cert: x509.Certificate) -> None:
         self._cert = cert
@@ -55,7 +55,11 @@ class Certificate:
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the DER encoding, hex (what ``openssl x509 -fingerprint -sha256`` shows)."""
-        return hashlib.sha256(self.der()).hexdigest()
+        try:
+            return self._fingerprint
+        except AttributeError:  # computed once: the vault asks for it on every device request
+            self._fingerprint: str = hashlib.sha256(self.der()).hexdigest()
+            return self._fingerprint
 
     def der(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.DER)

@@ -24,7 +24,6 @@ from modelseal.vault.db import (
     append_audit,
     bind_device,
     check_schema_current,
-    consume_nonce,
     create_vault_engine,
     current_revision,
     default_sqlite_url,
@@ -34,6 +33,7 @@ from modelseal.vault.db import (
     take_load,
     take_window,
     upgrade,
+    use_nonce,
     verify_audit_chain,
 )
 from modelseal.vault.db import schema as s
@@ -44,8 +44,8 @@ from tests.vaultdb import (
     add_customer,
     add_device,
     add_license,
-    add_nonce,
     migrated_engine,
+    new_nonce,
 )
 
 T = TypeVar("T")
@@ -193,8 +193,8 @@ def test_a_device_racing_itself_is_bound_once(engine: Engine) -> None:
 
 
 def test_a_nonce_is_used_once(engine: Engine) -> None:
-    nonce = once(engine, add_nonce)
-    consume = partial(consume_nonce, nonce_hash=nonce, now=NOW)
+    nonce = new_nonce()
+    consume = partial(use_nonce, nonce_hash=nonce, now=NOW, expires_at=NOW + timedelta(minutes=1))
     assert race(engine, [consume] * 20).count(True) == 1
 
 
@@ -257,11 +257,12 @@ def test_tampering_on_postgres(postgres_url: str) -> None:
 def test_counters_match_the_audit_log(engine: Engine) -> None:
     """Nonce, load and audit in one transaction from 8 threads: granted == counted == audited."""
     lic = once(engine, lambda c: add_license(c, add_customer(c), max_loads=150))
-    nonces = [once(engine, add_nonce) for _ in range(200)]
+    nonces = [new_nonce() for _ in range(200)]
 
     def release(nonce: str) -> Callable[[Connection], bool]:
         def call(conn: Connection) -> bool:
-            granted = consume_nonce(conn, nonce, NOW) and take_load(conn, lic, NOW)
+            fresh = use_nonce(conn, nonce, NOW, expires_at=NOW + timedelta(minutes=1))
+            granted = fresh and take_load(conn, lic, NOW)
             append_audit(
                 conn,
                 at=NOW,

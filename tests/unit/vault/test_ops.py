@@ -19,11 +19,12 @@ from modelseal.vault.db import (
     audit_entry_hash,
     bind_device,
     claim_enrollment_token,
-    consume_nonce,
     default_sqlite_url,
+    sweep_nonces,
     take_load,
     take_window,
     to_micros,
+    use_nonce,
     verify_audit_chain,
 )
 from modelseal.vault.db import schema as s
@@ -32,9 +33,9 @@ from tests.vaultdb import (
     add_customer,
     add_device,
     add_license,
-    add_nonce,
     add_token,
     migrated_engine,
+    new_nonce,
 )
 
 DAY = timedelta(days=1)
@@ -157,27 +158,36 @@ def test_take_window_bad_arguments(
 
 
 def test_nonce_is_single_use(engine: Engine) -> None:
-    nonce = run(engine, add_nonce)
-    assert run(engine, consume_nonce, nonce, NOW)
-    assert not run(engine, consume_nonce, nonce, NOW)
+    nonce = new_nonce()
+    assert run(engine, use_nonce, nonce, NOW, expires_at=NOW + timedelta(minutes=1))
+    assert not run(engine, use_nonce, nonce, NOW, expires_at=NOW + timedelta(minutes=1))
+    assert run(engine, use_nonce, new_nonce(), NOW, expires_at=NOW + timedelta(minutes=1))
 
 
-def test_nonce_expires(engine: Engine) -> None:
-    nonce = run(engine, add_nonce, ttl=timedelta(seconds=30))
-    assert not run(engine, consume_nonce, nonce, NOW + timedelta(seconds=30))
-    assert run(engine, consume_nonce, nonce, NOW + timedelta(seconds=29))
+def test_a_used_nonce_is_remembered_until_it_expires(engine: Engine, customer: int) -> None:
+    device = run(engine, add_device, customer)
+    kept, gone = new_nonce(), new_nonce()
+    assert run(engine, use_nonce, kept, NOW, expires_at=NOW + timedelta(seconds=30))
+    assert run(engine, use_nonce, gone, NOW, expires_at=NOW + timedelta(seconds=10))
+    assert run(
+        engine,
+        use_nonce,
+        new_nonce(),
+        NOW,
+        expires_at=NOW + timedelta(seconds=10),
+        device_id=device,
+    )
+    assert run(engine, sweep_nonces, NOW + timedelta(seconds=20)) == 2
+    assert not run(engine, use_nonce, kept, NOW, expires_at=NOW + timedelta(seconds=30))
+    assert run(engine, use_nonce, gone, NOW, expires_at=NOW + timedelta(seconds=10))
 
 
-def test_unknown_nonce(engine: Engine) -> None:
-    assert not run(engine, consume_nonce, "0" * 64, NOW)
-
-
-def test_nonce_bound_to_a_device(engine: Engine, customer: int) -> None:
-    mine, other = run(engine, add_device, customer), run(engine, add_device, customer)
-    nonce = run(engine, add_nonce, device_id=mine)
-    assert not run(engine, consume_nonce, nonce, NOW)
-    assert not run(engine, consume_nonce, nonce, NOW, device_id=other)
-    assert run(engine, consume_nonce, nonce, NOW, device_id=mine)
+def test_a_refused_release_leaves_its_nonce_unused(engine: Engine) -> None:
+    nonce = new_nonce()
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        assert use_nonce(conn, nonce, NOW, expires_at=NOW + timedelta(minutes=1))
+        raise RuntimeError("refused")
+    assert run(engine, use_nonce, nonce, NOW, expires_at=NOW + timedelta(minutes=1))
 
 
 def test_enrollment_token_is_single_use_and_expires(engine: Engine, customer: int) -> None:

@@ -6,11 +6,13 @@ leases; only the audit log grows, by the refusal's entry), and for that audit en
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,13 @@ from tests.conftest import Identity, read_tree
 from tests.vaulthome import (
     ADMIN,
     NOW,
+    PASSPHRASE,
     Clock,
     Device,
     audit_entries,
     enroll,
     issue,
+    make_home,
     open_grant,
     register,
     release_request,
@@ -202,6 +206,57 @@ def test_expired_nonce(service: VaultService, device: Device, licensed: str, clo
     request, _ = release_request(service, device, licensed)
     clock.advance(timedelta(minutes=2))
     refused(service, lambda: service.release(device.cert, request), RefusalCode.NONCE_INVALID)
+
+
+def test_a_nonce_with_a_changed_byte_is_refused(
+    service: VaultService, device: Device, licensed: str
+) -> None:
+    """The nonce carries its own expiry under a MAC: changing any byte (say, to push the expiry
+    out) makes it a nonce this vault never issued."""
+    request, _ = release_request(service, device, licensed)
+    token = bytearray(base64.urlsafe_b64decode(request.nonce + "=="))
+    for index in (0, 1, 16, 23, 24, 39):
+        forged = bytearray(token)
+        forged[index] ^= 0x01
+        text = base64.urlsafe_b64encode(bytes(forged)).rstrip(b"=").decode()
+        bad = replace(request, nonce=text)
+        refused(service, partial(service.release, device.cert, bad), RefusalCode.NONCE_INVALID)
+    service.release(device.cert, request)  # the original is still unused
+
+
+def test_another_spelling_of_a_used_nonce_is_a_replay(
+    service: VaultService, device: Device, licensed: str
+) -> None:
+    """base64 has several spellings of the same bytes (here: the standard alphabet, and unused
+    low bits in the last character); a used nonce is recorded by its bytes, not its text."""
+    request, _ = release_request(service, device, licensed)
+    while "-" not in request.nonce and "_" not in request.nonce:
+        request, _ = release_request(service, device, licensed)
+    service.release(device.cert, request)
+    standard = request.nonce.replace("-", "+").replace("_", "/")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(request.nonce[-1]) ^ 1]  # one of the 4 unused low bits
+    for spelling in (standard, request.nonce[:-1] + last):
+        assert base64.urlsafe_b64decode(spelling + "==") == base64.urlsafe_b64decode(
+            request.nonce + "=="
+        )
+        again = replace(request, nonce=spelling)
+        refused(service, partial(service.release, device.cert, again), RefusalCode.NONCE_INVALID)
+
+
+def test_a_nonce_from_another_vault_is_refused(
+    tmp_path: Path, clock: Clock, service: VaultService, device: Device, licensed: str
+) -> None:
+    """Another vault's nonce for the same certificate: its MAC key is another vault secret."""
+    other = make_home(tmp_path / "other")
+    with (
+        other.unlock(passphrase=PASSPHRASE) as vault,
+        VaultService(vault, clock=clock) as elsewhere,
+    ):
+        foreign = elsewhere.challenge(device.cert).nonce
+    request, _ = release_request(service, device, licensed)
+    bad = replace(request, nonce=foreign)
+    refused(service, lambda: service.release(device.cert, bad), RefusalCode.NONCE_INVALID)
 
 
 def test_a_nonce_issued_to_another_device(

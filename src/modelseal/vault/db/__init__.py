@@ -24,9 +24,10 @@ from modelseal.vault.db.ops import (
     audit_entry_intact,
     bind_device,
     claim_enrollment_token,
-    consume_nonce,
+    sweep_nonces,
     take_load,
     take_window,
+    use_nonce,
     verify_audit_chain,
 )
 from modelseal.vault.db.schema import from_micros, metadata, to_micros
@@ -40,7 +41,6 @@ __all__ = [
     "bind_device",
     "check_schema_current",
     "claim_enrollment_token",
-    "consume_nonce",
     "create_vault_engine",
     "current_revision",
     "default_sqlite_url",
@@ -50,9 +50,11 @@ __all__ = [
     "metadata",
     "read_only",
     "redact_url",
+    "sweep_nonces",
     "take_load",
     "take_window",
     "to_micros",
     "upgrade",
+    "use_nonce",
     "verify_audit_chain",
 ]

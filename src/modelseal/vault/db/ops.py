@@ -6,11 +6,13 @@ refusal or an error rolls every counter back with it.
 
 How each stays exact, on both engines:
 
-* Counters (:func:`take_load`, :func:`take_window`, :func:`consume_nonce`,
-  :func:`claim_enrollment_token`) are one conditional ``UPDATE … WHERE used < max``. On PostgreSQL
+* Counters (:func:`take_load`, :func:`take_window`, :func:`claim_enrollment_token`) are one
+  conditional ``UPDATE … WHERE used < max``. On PostgreSQL
   (``READ COMMITTED``) a second writer waits for the first's row lock and then re-checks the
   ``WHERE`` against the committed row; on SQLite ``BEGIN IMMEDIATE`` admits one writer at a time.
   N concurrent calls against a limit of K succeed exactly K times.
+* :func:`use_nonce` is one ``INSERT … ON CONFLICT DO NOTHING`` on the nonce's primary key: a
+  second writer of the same nonce waits for the first's transaction and then inserts nothing.
 * :func:`bind_device` counts and then inserts, so on PostgreSQL it locks the license row
   (``SELECT … FOR UPDATE``) first; on SQLite the write lock already serialises it.
 * :func:`append_audit` reads the chain's tail and appends after it, so on PostgreSQL it takes a
@@ -39,6 +41,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     bindparam,
+    delete,
     func,
     insert,
     or_,
@@ -69,9 +72,10 @@ __all__ = [
     "audit_entry_intact",
     "bind_device",
     "claim_enrollment_token",
-    "consume_nonce",
+    "sweep_nonces",
     "take_load",
     "take_window",
+    "use_nonce",
     "verify_audit_chain",
 ]
 
@@ -86,17 +90,18 @@ _VERIFY_BATCH: Final = 1000
 # form in its cache by a key computed once, instead of building and hashing a statement per call.
 # (Parameter names carry a "p_" prefix: in an UPDATE, a column's own name is reserved.)
 
-_CONSUME_NONCE: Final = (
-    update(nonces)
-    .where(
-        nonces.c.nonce_hash == bindparam("p_nonce"),
-        nonces.c.used_at.is_(None),
-        nonces.c.expires_at > bindparam("p_now"),
-        # NULL = :p_device is never true, so without a device only unbound nonces qualify.
-        or_(nonces.c.device_id.is_(None), nonces.c.device_id == bindparam("p_device")),
-    )
-    .values(used_at=bindparam("p_now"))
-)
+# One statement per dialect: INSERT … ON CONFLICT DO NOTHING RETURNING, so a second use of a nonce
+# inserts and returns nothing (on PostgreSQL after waiting for the first's transaction). RETURNING,
+# because psycopg reports no row count for this statement.
+_USE_NONCE: Final = {
+    "sqlite": sqlite.insert(nonces)
+    .on_conflict_do_nothing(index_elements=[nonces.c.nonce_hash])
+    .returning(nonces.c.nonce_hash),
+    "postgresql": postgresql.insert(nonces)
+    .on_conflict_do_nothing(index_elements=[nonces.c.nonce_hash])
+    .returning(nonces.c.nonce_hash),
+}
+_SWEEP_NONCES: Final = delete(nonces).where(nonces.c.expires_at < bindparam("p_before"))
 
 _CLAIM_TOKEN: Final = (
     update(enrollment_tokens)
@@ -158,15 +163,31 @@ _CHAIN_TAIL: Final = (
 _APPEND: Final = insert(audit_log)
 
 
-def consume_nonce(
-    conn: Connection, nonce_hash: str, now: datetime, *, device_id: str | None = None
+def use_nonce(
+    conn: Connection,
+    nonce_hash: str,
+    now: datetime,
+    *,
+    expires_at: datetime,
+    device_id: str | None = None,
 ) -> bool:
-    """Mark a challenge nonce used; True only for the one caller that found it fresh and unused.
+    """Record a challenge nonce as used; True only for the one transaction that recorded it first.
 
-    A nonce issued to a device (``nonces.device_id`` set) is only consumed by that ``device_id``.
+    The caller has checked the nonce itself (its MAC, its device, its expiry). The row stays
+    until :func:`sweep_nonces` removes it after ``expires_at``, when the nonce is refused anyway.
     """
-    params = {"p_nonce": nonce_hash, "p_now": to_micros(now), "p_device": device_id}
-    return conn.execute(_CONSUME_NONCE, params).rowcount == 1
+    params = {
+        "nonce_hash": nonce_hash,
+        "device_id": device_id,
+        "expires_at": to_micros(expires_at),
+        "used_at": to_micros(now),
+    }
+    return conn.execute(_USE_NONCE[conn.dialect.name], params).first() is not None
+
+
+def sweep_nonces(conn: Connection, now: datetime) -> int:
+    """Delete the records of nonces that expired before ``now``; how many went."""
+    return conn.execute(_SWEEP_NONCES, {"p_before": to_micros(now)}).rowcount
 
 
 def claim_enrollment_token(conn: Connection, token_hash: str, now: datetime) -> int | None:

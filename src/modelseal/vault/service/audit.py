@@ -111,7 +111,14 @@ class AuditTrail:
     def __init__(self, vault: UnlockedVault, engine: Engine, clock: Callable[[], datetime]) -> None:
         self._engine = engine
         self._clock = clock
-        self._mac = MacKey.derive(_load_or_create_key(vault, engine), label=_MAC_LABEL)
+        self._key = _load_or_create_key(vault, engine)
+        self._mac = MacKey.derive(self._key, label=_MAC_LABEL)
+
+    def mac_key(self, label: str) -> MacKey:
+        """A MAC key for another purpose of the service, from the same vault secret (every
+        process of one vault derives the same key; rotation rewraps the secret, never changes
+        it)."""
+        return MacKey.derive(self._key, label=label)
 
     def secret(self, field: str, value: bytes | str) -> str:
         """``hmac-sha256:<hex>`` of ``value`` for the details field ``field``."""

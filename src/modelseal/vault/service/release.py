@@ -2,7 +2,8 @@
 
 One write transaction, checks in this order, each failure a :class:`Refusal` with its code:
 
-1. the nonce is consumed: it exists, is unexpired, unused, and was issued to this certificate
+1. the nonce: issued by this vault to this certificate, unexpired (checked before the
+   transaction, see :mod:`.challenges`), and unused — recorded now, so no other release uses it
    (NONCE_INVALID);
 2. the device is enrolled (DEVICE_UNKNOWN) and not revoked (DEVICE_REVOKED); it is looked up by
    the SHA-256 of its certificate, so only the certificate issued at enrolment matches;
@@ -25,6 +26,7 @@ is locked (PostgreSQL ``FOR UPDATE``) from step 3 to commit, so no release overt
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime
 from typing import Any, Final
@@ -38,15 +40,16 @@ from modelseal.licensing.durations import format_datetime
 from modelseal.package import PackageError
 from modelseal.package.manifest import validate_model_name
 from modelseal.vault.db import (
-    consume_nonce,
     from_micros,
+    sweep_nonces,
     take_load,
     take_window,
     to_micros,
+    use_nonce,
 )
 from modelseal.vault.db import schema as s
 from modelseal.vault.service._core import Attempt, Core, device_row, optional_time, period_start
-from modelseal.vault.service.challenges import nonce_hash
+from modelseal.vault.service.challenges import Challenges, CheckedNonce
 from modelseal.vault.service.errors import BadRequest, VaultError
 from modelseal.vault.service.keys import ModelKeys
 from modelseal.vault.service.leases import lease_end, rate_limited, sign_lease
@@ -64,13 +67,16 @@ _LICENSE_ROW: Final = (
     .with_for_update()
 )
 _INSERT_LEASE: Final = insert(s.leases)
+_SWEEP_EVERY: Final = 1024
 
 
 class Releases:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, challenges: Challenges) -> None:
         self._core = core
+        self._challenges = challenges
         self._keys = ModelKeys(core)
         self._seats = Seats()
+        self._granted = itertools.count(1)
 
     def release(self, device: Certificate, request: ReleaseRequest) -> ReleaseGrant:
         core = self._core
@@ -95,9 +101,15 @@ class Releases:
             license_ = refusal
         if isinstance(license_, License):
             attempt.details["license"] = license_.id
+        sweep = next(self._granted) % _SWEEP_EVERY == 0
         try:
+            nonce = self._challenges.check(request.nonce, device, now)
             with core.engine.begin() as conn:
-                grant = self._release(conn, fingerprint, request, recipient, license_, now, attempt)
+                grant = self._release(
+                    conn, fingerprint, nonce, request, recipient, license_, now, attempt
+                )
+                if sweep:
+                    sweep_nonces(conn, now)
         except Exception as exc:
             outcome = exc.code.value if isinstance(exc, Refusal) else getattr(exc, "code", "ERROR")
             details = dict(attempt.details)
@@ -120,6 +132,7 @@ class Releases:
         self,
         conn: Connection,
         fingerprint: str,
+        nonce: CheckedNonce,
         request: ReleaseRequest,
         recipient: EphemeralPublicKey,
         parsed: License | Refusal,
@@ -128,10 +141,8 @@ class Releases:
     ) -> ReleaseGrant:
         core = self._core
         found = device_row(conn, fingerprint)
-        nonce_ok = consume_nonce(
-            conn, nonce_hash(request.nonce), now, device_id=None if found is None else found.id
-        )
-        if not nonce_ok:
+        device_id = None if found is None else found.id
+        if not use_nonce(conn, nonce.digest, now, expires_at=nonce.expires_at, device_id=device_id):
             raise Refusal(RefusalCode.NONCE_INVALID)
         if found is None:
             raise Refusal(RefusalCode.DEVICE_UNKNOWN)

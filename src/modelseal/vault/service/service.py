@@ -73,7 +73,7 @@ class VaultService:
         self._enrolments = Enrolments(core)
         self._licenses = Licenses(core)
         self._challenges = Challenges(core)
-        self._releases = Releases(core)
+        self._releases = Releases(core, self._challenges)
         self._leases = Leases(core)
 
     @property
