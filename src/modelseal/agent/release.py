@@ -7,19 +7,21 @@ itself and opens the key with it, so a key sealed for any other release does not
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelseal.crypto import DataKey, DecryptionError, keys_from_jwks
 from modelseal.crypto.hpke import EphemeralPrivateKey, Kem, open_data_key, release_info
 from modelseal.errors import Error, UsageError
-from modelseal.licensing import parse_license
+from modelseal.licensing import License, parse_license
 
 if TYPE_CHECKING:
     from modelseal.vault.client import VaultClient
 
-__all__ = ["ReleaseError", "ReleasedKey", "request_key"]
+__all__ = ["EvidenceSource", "ReleaseError", "ReleasedKey", "default_evidence", "request_key"]
 
 
 class ReleaseError(Error):
@@ -30,7 +32,8 @@ class ReleaseError(Error):
 
 @dataclass(frozen=True)
 class ReleasedKey:
-    """A granted release: the data key (never printed) and its lease."""
+    """A granted release: the data key (never printed), its lease, and the license it was
+    released under (parsed and verified against the vault's license keys)."""
 
     key: DataKey = field(repr=False)
     lease_id: str
@@ -38,6 +41,26 @@ class ReleasedKey:
     heartbeat: timedelta
     offline_grace: timedelta
     lease: str = field(repr=False)
+    license: License = field(repr=False)
+    model_name: str
+    model_version: int
+
+
+EvidenceSource = Callable[[str, bytes], bytes]
+"""``(kind, report_data) -> evidence``: what the agent presents when a license requires evidence."""
+
+
+def default_evidence(config: Sequence[Path] = ()) -> EvidenceSource:
+    """Evidence from this machine (:func:`modelseal.attestation.collect_evidence`): ``software``
+    measures this installation, the interpreter and the ``config`` files; ``sgx`` asks Gramine,
+    ``tdx`` and ``sev-snp`` the kernel's configfs-tsm."""
+
+    def collect(kind: str, report_data: bytes) -> bytes:
+        from modelseal.attestation import collect_evidence
+
+        return collect_evidence(kind, report_data, config=tuple(config))
+
+    return collect
 
 
 def request_key(
@@ -48,10 +71,14 @@ def request_key(
     model_name: str,
     model_version: int | None,
     kem: Kem = "x25519",
+    evidence: EvidenceSource | None = None,
 ) -> ReleasedKey:
     """Ask the vault for the data key of ``model_name`` version ``model_version`` (it counts as one
     load); ``None`` means the one version the license covers. A refusal is a
-    :class:`~modelseal.vault.client.VaultRequestError` with its code."""
+    :class:`~modelseal.vault.client.VaultRequestError` with its code.
+
+    When the license requires evidence, ``evidence`` (default :func:`default_evidence`) makes it,
+    bound to this request's nonce and one-time public key (report data, DESIGN §3.3)."""
     from modelseal.vault.api.schemas import KeyReleaseRequest
 
     token = license_token.strip()
@@ -61,6 +88,13 @@ def request_key(
         model_version = _only_version(license_.versions.ranges, model_name)
     challenge = client.challenge()
     private = EphemeralPrivateKey.generate(kem)
+    kind = license_.policy.require_evidence
+    proof = b""
+    if kind != "none":
+        from modelseal.attestation import report_data
+
+        bound = report_data(challenge.nonce, private.public_bytes())
+        proof = (evidence or default_evidence())(kind, bound)
     grant = client.release(
         KeyReleaseRequest(
             license=token,
@@ -69,6 +103,8 @@ def request_key(
             nonce=challenge.nonce,
             public_key=private.public_bytes(),
             kem=kem,
+            evidence_type=kind,
+            evidence=proof,
         )
     )
     info = release_info(
@@ -94,6 +130,9 @@ def request_key(
         heartbeat=timedelta(seconds=grant.heartbeat),
         offline_grace=timedelta(seconds=grant.offline_grace),
         lease=grant.lease,
+        license=license_,
+        model_name=model_name,
+        model_version=model_version,
     )
 
 

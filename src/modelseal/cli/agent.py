@@ -1,4 +1,5 @@
-"""``modelseal agent``: the device side — enrol this device, and check that it can get a key.
+"""``modelseal agent``: the device side — enrol this device, check that it can get a key, and
+serve keys to local workloads over a Unix socket.
 
 This module stays light: the HTTP client and the agent code are imported when a command runs.
 """
@@ -28,7 +29,7 @@ The agent home holds:
 
 @click.group()
 def agent() -> None:
-    """The device agent: this device's identity and its key releases."""
+    """The device agent: this device's identity, its key releases, and the local key service."""
 
 
 @agent.command(epilog=_LAYOUT)
@@ -111,6 +112,94 @@ def check(home: Path, license_file: Path, model_spec: str) -> None:
             click.echo(f"refused: {exc.code.value}: {exc.message}")
             click.get_current_context().exit(1)
     click.echo(f"granted: lease {released.lease_id} until {format_datetime(released.expires_at)}")
+
+
+_SERVE_EPILOG = """\
+\b
+Protocol (docs/agent.md): newline-delimited JSON objects (at most 1 MiB each)
+over a stream socket, one connection per held key:
+  -> {"op": "acquire", "license": JWS, "model": NAME, "version": N}
+  <- {"type": "granted", "key": {...}, "status": {...}}  or
+     {"type": "error", "code": CODE, "message": SENTENCE, ...}
+  -> {"op": "count", "inferences": N}   <- {"type": "ok"} or an error (RATE_LIMITED)
+  -> {"op": "status"}                   <- {"type": "status", "status": {...}}
+  <- {"type": "ended", "status": {...}} pushed when the lease ends
+Closing the connection lets go of the key.
+
+\b
+Access: the socket is mode 0600 (0660 with --allow-uid, so that members of its
+group can open it); each connection's peer uid (SO_PEERCRED) must be this
+agent's uid, root, or an --allow-uid; other peers get PEER_NOT_ALLOWED.
+"""
+
+
+@agent.command(epilog=_SERVE_EPILOG)
+@click.option("--home", required=True, type=_DIR, help="The agent home `agent enroll` created.")
+@click.option(
+    "--socket",
+    "socket_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to create the Unix socket (a stale socket there is replaced; anything else "
+    "is left alone and the command stops).",
+)
+@click.option(
+    "--allow-uid",
+    "allow_uids",
+    multiple=True,
+    type=click.IntRange(min=0),
+    metavar="UID",
+    help="Also serve processes of this user id (repeat for several). Without it only this "
+    "agent's own user and root may connect.",
+)
+@click.option(
+    "--evidence-config",
+    "evidence_config",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    metavar="FILE",
+    help="A file measured into `software` evidence along with the runtime, e.g. the model "
+    "server's config.json (repeat for several); used only for licenses that require it.",
+)
+def serve(
+    home: Path, socket_path: Path, allow_uids: tuple[int, ...], evidence_config: tuple[Path, ...]
+) -> None:
+    """Give model keys to local workloads over a Unix socket, so they never see the device key.
+
+    Each connection asks for one model's key with its license; the agent releases it from the
+    vault (one load), renews its lease every heartbeat with the inferences the workload reports,
+    and tells the workload when the lease ends (revoked, exhausted, expired, or the vault
+    unreachable past the license's offline grace). Runs until SIGTERM or SIGINT (Ctrl-C), then
+    ends every lease and removes the socket.
+    """
+    import signal
+    import threading
+
+    from modelseal.agent import AgentHome, AgentSocketServer, KeyAgent, default_evidence
+
+    enrolled = AgentHome.open(home)
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    key_agent = KeyAgent(enrolled, evidence=default_evidence(evidence_config))
+    server = AgentSocketServer(key_agent, socket_path, allow_uids=allow_uids)
+    try:
+        server.start()
+        say(
+            False,
+            f"agent of device {enrolled.device_id} listening on {server.path} "
+            f"(vault {enrolled.vault_url}); stop it with SIGTERM or Ctrl-C",
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        key_agent.close()  # ends every lease: each workload gets its "ended" event first
+        server.close()  # then the connections close and the socket file goes
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    say(False, f"agent stopped; {server.path} removed")
 
 
 def _model_and_version(text: str) -> tuple[str, int | None]:

@@ -4,20 +4,24 @@ trail, and the lookups several parts make."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
 from modelseal.crypto import VerifyingKey, spki_sha256
 from modelseal.licensing import License, Refusal, RefusalCode, parse_license
-from modelseal.vault.db import from_micros, read_only, to_micros
+from modelseal.licensing.periods import period_start
+from modelseal.vault.db import from_micros, read_only
 from modelseal.vault.db import schema as s
 from modelseal.vault.home import UnlockedVault
 from modelseal.vault.service.audit import AuditTrail
 from modelseal.vault.service.errors import NotFound
+
+if TYPE_CHECKING:
+    from modelseal.attestation import Collateral
 
 __all__ = ["Attempt", "Core", "device_row", "optional_time", "period_start", "seconds", "utc_now"]
 
@@ -50,6 +54,7 @@ class Core:
         *,
         clock: Callable[[], datetime],
         nonce_ttl: timedelta,
+        collateral: Sequence[Collateral] = (),
     ) -> None:
         if nonce_ttl <= timedelta(0):
             raise ValueError(f"nonce_ttl must be positive, not {nonce_ttl}")
@@ -58,6 +63,8 @@ class Core:
         self.reader = read_only(engine)
         self.clock = clock
         self.nonce_ttl = nonce_ttl
+        self.collateral = tuple(collateral)
+        """Intel DCAP collateral (TCB info, QE identity, CRLs) for verifying sgx/tdx evidence."""
         self.vault_id = vault.settings.vault_id
         self.license_keys: dict[str, VerifyingKey] = dict(vault.home.license_keys)
         self.ca_spki = spki_sha256(vault.ca.certificate)
@@ -99,15 +106,6 @@ class Core:
                 hint="list them with `modelseal customer list`, or create it first",
             )
         return int(found)
-
-
-def period_start(now: datetime, period: timedelta) -> datetime:
-    """The start of the ``period``-long window holding ``now`` (windows are aligned to the epoch)."""
-    return from_micros(to_micros(now) // to_micros_delta(period) * to_micros_delta(period))
-
-
-def to_micros_delta(value: timedelta) -> int:
-    return value // timedelta(microseconds=1)
 
 
 _DEVICE_BY_CERT: Final = (
