@@ -1,0 +1,111 @@
+"""tritonclient against the real server: outputs equal ONNX Runtime in-process on the plaintext,
+over REST JSON, REST binary and gRPC, for plain and sealed models side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from tests.conftest import onnx_example_path
+from tests.integration.serving.conftest import Served, iris_input, ocr_input, ocr_model_path
+
+MODELS: dict[str, tuple[Callable[[], np.ndarray], Callable[[], object]]] = {
+    "iris": (iris_input, onnx_example_path),
+    "iris-sealed": (iris_input, onnx_example_path),
+    "ocr": (ocr_input, ocr_model_path),
+    "ocr-sealed": (ocr_input, ocr_model_path),
+}
+OPENVINO = {"ocr-openvino": MODELS["ocr"]}
+
+
+def expected(model: str) -> dict[str, np.ndarray]:
+    make_input, path = MODELS[model]
+    session = ort.InferenceSession(str(path()), providers=["CPUExecutionProvider"])
+    tensors = [o.name for o in session.get_outputs() if o.type.startswith("tensor(")]
+    name = session.get_inputs()[0].name
+    return dict(zip(tensors, session.run(tensors, {name: make_input()}), strict=True))
+
+
+def infer_http(served: Served, model: str, binary: bool) -> dict[str, np.ndarray]:
+    array = {**MODELS, **OPENVINO}[model][0]()
+    client = httpclient.InferenceServerClient(served.rest_url)
+    meta = client.get_model_metadata(model)
+    tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    outputs = [
+        httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
+    ]
+    result = client.infer(model, [tensor], outputs=outputs)
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+
+
+def infer_grpc(served: Served, model: str) -> dict[str, np.ndarray]:
+    array = {**MODELS, **OPENVINO}[model][0]()
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    meta = client.get_model_metadata(model, as_json=True)
+    tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array)
+    result = client.infer(model, [tensor])  # every output, raw contents both ways
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("protocol", ["rest-json", "rest-binary", "grpc"])
+def test_outputs_equal_onnxruntime(served: Served, model: str, protocol: str) -> None:
+    if protocol == "grpc":
+        got = infer_grpc(served, model)
+    else:
+        got = infer_http(served, model, binary=protocol == "rest-binary")
+    want = expected(model)
+    assert sorted(got) == sorted(want)
+    for name, array in want.items():
+        assert got[name].dtype == array.dtype and got[name].shape == array.shape
+        np.testing.assert_array_equal(got[name], array)
+
+
+def test_tritonclient_defaults_use_the_binary_extension(served: Served) -> None:
+    client = httpclient.InferenceServerClient(served.rest_url)
+    tensor = httpclient.InferInput("float_input", [3, 2], "FP32")
+    tensor.set_data_from_numpy(iris_input())  # binary by default
+    result = client.infer("iris-sealed", [tensor])  # no outputs: binary_data_output
+    np.testing.assert_array_equal(result.as_numpy("label"), expected("iris")["label"])
+
+
+def test_openvino_backend_matches_within_tolerance(served: Served) -> None:
+    want = expected("ocr")
+    for got in (infer_http(served, "ocr-openvino", True), infer_grpc(served, "ocr-openvino")):
+        (name,) = want
+        np.testing.assert_allclose(got[name], want[name], atol=1e-4)
+
+
+def test_metadata_names_the_signature(served: Served) -> None:
+    meta = httpclient.InferenceServerClient(served.rest_url).get_model_metadata("ocr-sealed")
+    assert meta == {
+        "name": "ocr-sealed",
+        "versions": ["1"],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, -1, -1]}],
+        "outputs": [{"name": "softmax_11.tmp_0", "datatype": "FP32", "shape": [-1, -1, 6625]}],
+    }
+    grpc_meta = grpcclient.InferenceServerClient(served.grpc_url).get_model_metadata(
+        "ocr-sealed", "1", as_json=True
+    )
+    assert grpc_meta["inputs"] == [
+        {"name": "x", "datatype": "FP32", "shape": ["-1", "3", "-1", "-1"]}
+    ]
+    assert grpc_meta["platform"] == "onnxruntime_onnx"
+
+
+def test_health_and_server_metadata(served: Served) -> None:
+    http = httpclient.InferenceServerClient(served.rest_url)
+    grpc = grpcclient.InferenceServerClient(served.grpc_url)
+    assert http.is_server_live() and http.is_server_ready()
+    assert grpc.is_server_live() and grpc.is_server_ready()
+    assert http.is_model_ready("ocr-sealed") and grpc.is_model_ready("ocr-sealed", "1")
+    assert http.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    assert grpc.get_server_metadata(as_json=True)["name"] == "modelseal"
