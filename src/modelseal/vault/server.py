@@ -19,10 +19,10 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from uvicorn import Config, Server
 
@@ -32,6 +32,9 @@ from modelseal.errors import Error
 from modelseal.vault import _layout as layout
 from modelseal.vault.home import UnlockedVault, VaultHome
 from modelseal.vault.tls import build_uvicorn_config
+
+if TYPE_CHECKING:
+    from modelseal.attestation import Collateral
 
 __all__ = ["GRACEFUL_SHUTDOWN", "ServeError", "VaultServer", "serve"]
 
@@ -48,6 +51,7 @@ def serve(
     pin: str | None = None,
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
+    collateral: Sequence[Collateral] = (),
 ) -> None:
     """Unlock the vault home at ``home`` and serve it until SIGTERM or SIGINT.
 
@@ -62,6 +66,7 @@ def serve(
             port=vault_home.settings.port if port is None else port,
             log_level=log_level,
             on_ready=on_ready,
+            collateral=collateral,
         )
         with server:
             server.run()
@@ -89,11 +94,12 @@ class VaultServer:
         log_level: str = "warning",
         metrics: bool = True,
         on_ready: Callable[[str], None] | None = None,
+        collateral: Sequence[Collateral] = (),
     ) -> None:
         from modelseal.vault.api import create_app
         from modelseal.vault.service import VaultService
 
-        self.service = VaultService(vault)
+        self.service = VaultService(vault, collateral=collateral)
         try:
             app = create_app(self.service, vault.home, metrics=metrics)
             home = vault.home.path

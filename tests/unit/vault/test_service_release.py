@@ -66,6 +66,7 @@ from tests.vaulthome import (
 )
 
 Snapshot = dict[str, list[tuple[object, ...]]]
+VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 
 
 def refused(
@@ -429,8 +430,8 @@ def test_max_devices_floats_when_leases_end(
 @pytest.mark.parametrize(
     ("required", "sent", "message"),
     [
-        ("sgx", "sgx", "this vault does not support sgx evidence yet"),
-        ("tdx", "none", "this vault does not support tdx evidence yet"),
+        ("sgx", "sgx", "The sgx evidence was refused: format: the sgx quote is malformed"),
+        ("tdx", "none", "The license requires tdx evidence, and the request has 'none' evidence"),
         ("none", "sev-snp", "the request has 'sev-snp' evidence"),
     ],
 )
@@ -445,6 +446,22 @@ def test_evidence(
         RefusalCode.EVIDENCE_REJECTED,
         message,
     )
+
+
+def test_a_genuine_quote_for_another_request_is_refused_naming_every_claim(
+    service: VaultService, device: Device
+) -> None:
+    """A real SGX quote (tests/vectors/attestation) sent as this release's evidence: its report
+    data is not this request's, and this vault has no collateral for its platform."""
+    quote = (VECTORS / "attestation" / "dcap-qvl" / "sgx_quote").read_bytes()
+    _, token = issue(service, require_evidence="sgx")
+    request, _ = release_request(service, device, token, evidence_type="sgx")
+    request = replace(request, evidence=quote)
+    refusal = refused(
+        service, lambda: service.release(device.cert, request), RefusalCode.EVIDENCE_REJECTED
+    )
+    for claim in ("collateral: no collateral was given", "tcb_status: unknown", "report_data:"):
+        assert claim in refusal.message, refusal.message
 
 
 def test_usage_exhausted(service: VaultService, device: Device) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -104,9 +105,14 @@ class Releases:
         sweep = next(self._granted) % _SWEEP_EVERY == 0
         try:
             nonce = self._challenges.check(request.nonce, device, now)
+            # Evidence is verified outside the transaction (it can take milliseconds) and its
+            # refusal raised at its place in the order (step 5).
+            evidence = _verify_evidence(core, request, license_, now)
+            if evidence is not None:
+                attempt.details["evidence"] = evidence.summary
             with core.engine.begin() as conn:
                 grant = self._release(
-                    conn, fingerprint, nonce, request, recipient, license_, now, attempt
+                    conn, fingerprint, nonce, request, recipient, license_, evidence, now, attempt
                 )
                 if sweep:
                     sweep_nonces(conn, now)
@@ -136,6 +142,7 @@ class Releases:
         request: ReleaseRequest,
         recipient: EphemeralPublicKey,
         parsed: License | Refusal,
+        evidence: _Evidence | None,
         now: datetime,
         attempt: Attempt,
     ) -> ReleaseGrant:
@@ -186,7 +193,7 @@ class Releases:
         # 4-6: device binding, evidence, loads
         policy = license_.policy
         self._seats.bind(conn, license_, device_id, now, attempt)
-        _check_evidence(request, policy.require_evidence)
+        _check_evidence(request, policy.require_evidence, evidence)
         if not take_load(conn, license_.id, now):
             raise Refusal(
                 RefusalCode.USAGE_EXHAUSTED,
@@ -288,13 +295,77 @@ def _evidence(request: ReleaseRequest) -> dict[str, Any]:
     return {"type": request.evidence_type, "given": True}
 
 
-def _check_evidence(request: ReleaseRequest, required: str) -> None:
-    if required != "none":
-        raise Refusal(
-            RefusalCode.EVIDENCE_REJECTED,
-            f"The license requires {required} evidence, and this vault does not support "
-            f"{required} evidence yet",
+@dataclass(frozen=True)
+class _Evidence:
+    """The verdict on a request's evidence: the refusal it leads to (None: accepted), and what
+    the audit entry records of it."""
+
+    refusal: Refusal | None
+    summary: dict[str, Any]
+
+
+def _verify_evidence(
+    core: Core, request: ReleaseRequest, parsed: License | Refusal, now: datetime
+) -> _Evidence | None:
+    """Verify the evidence the license requires (None when it requires none, or the license is
+    refused anyway). Report data binds the evidence to this request's nonce and one-time key."""
+    if not isinstance(parsed, License) or parsed.policy.require_evidence == "none":
+        return None
+    from modelseal.attestation import (
+        AttestationError,
+        AttestationPolicy,
+        report_data,
+        verify_evidence,
+    )
+
+    required = parsed.policy.require_evidence
+    if request.evidence_type != required:
+        return _Evidence(
+            Refusal(
+                RefusalCode.EVIDENCE_REJECTED,
+                f"The license requires {required} evidence, and the request has "
+                f"{request.evidence_type!r} evidence",
+            ),
+            {"type": request.evidence_type, "given": bool(request.evidence)},
         )
+    policy = AttestationPolicy.for_license(required, parsed.policy.allowed_measurements)
+    try:
+        verdict = verify_evidence(
+            required,
+            request.evidence or b"",
+            report_data=report_data(request.nonce, request.public_key),
+            policy=policy,
+            now=now,
+            collateral=core.collateral,
+        )
+    except AttestationError as exc:  # evidence that does not even parse
+        return _Evidence(
+            Refusal(
+                RefusalCode.EVIDENCE_REJECTED, f"The {required} evidence was refused: {exc.message}"
+            ),
+            {"type": required, "given": True, "passed": False},
+        )
+    summary: dict[str, Any] = {
+        "type": required,
+        "given": True,
+        "passed": verdict.passed,
+        "measurements": dict(verdict.measurements),
+        "tcb_status": verdict.tcb_status,
+    }
+    if verdict.passed:
+        return _Evidence(None, summary)
+    reasons = "; ".join(verdict.failure_sentences())
+    return _Evidence(
+        Refusal(RefusalCode.EVIDENCE_REJECTED, f"The {required} evidence was refused: {reasons}"),
+        summary,
+    )
+
+
+def _check_evidence(request: ReleaseRequest, required: str, evidence: _Evidence | None) -> None:
+    if evidence is not None:
+        if evidence.refusal is not None:
+            raise evidence.refusal
+        return
     if request.evidence_type != "none":
         raise Refusal(
             RefusalCode.EVIDENCE_REJECTED,

@@ -3,10 +3,10 @@ contract"). Each method delegates to the part that owns the concern."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -35,6 +35,9 @@ from modelseal.vault.service.views import (
     ReleaseRequest,
 )
 
+if TYPE_CHECKING:
+    from modelseal.attestation import Collateral
+
 __all__ = ["VaultService"]
 
 
@@ -47,7 +50,8 @@ class VaultService:
     :class:`~modelseal.vault.service.errors.VaultError` subclasses. Thread-safe.
 
     The service opens its own engine on the vault database unless ``engine`` is given; ``close``
-    disposes of an engine it opened (the unlocked vault stays the caller's).
+    disposes of an engine it opened (the unlocked vault stays the caller's). ``collateral`` is
+    the Intel DCAP collateral that sgx and tdx evidence is verified with.
     """
 
     def __init__(
@@ -57,11 +61,12 @@ class VaultService:
         clock: Callable[[], datetime] = utc_now,
         nonce_ttl: timedelta = timedelta(minutes=2),
         engine: Engine | None = None,
+        collateral: Sequence[Collateral] = (),
     ) -> None:
         self._owns_engine = engine is None
         engine = vault.engine() if engine is None else engine
         try:
-            core = Core(vault, engine, clock=clock, nonce_ttl=nonce_ttl)
+            core = Core(vault, engine, clock=clock, nonce_ttl=nonce_ttl, collateral=collateral)
         except BaseException:
             if self._owns_engine:
                 engine.dispose()
