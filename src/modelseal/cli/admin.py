@@ -105,14 +105,8 @@ def model_register(sealed: Path, vault_url: str | None, admin_dir: Path | None) 
     The package must have been sealed with --vault-import-key (the vault's GET /v1/import-key):
     the vault opens the data key with its import key and keeps it wrapped by its master key.
     """
-    from modelseal.package import SealedPackage
-    from modelseal.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
-
-    with SealedPackage.open(sealed) as package:  # checks the signature before anything is sent
-        manifest = package.container.read(MANIFEST_NAME)
-        signature = package.container.read(SIGNATURE_NAME)
     with admin_client(vault_url, admin_dir) as client:
-        view = client.register_model(manifest=manifest, signature=signature)
+        view = client.register_package(sealed)  # checks the signature before anything is sent
     click.echo(
         f"registered {view.name}:{view.version} (model {view.model_id}, key {view.key_id}, "
         f"owner {view.owner})"
@@ -254,6 +248,8 @@ def _policy(
     offline_grace: str | None,
     max_inferences_per: str | None,
     require_evidence: str,
+    allowed_measurements: tuple[str, ...] = (),
+    heartbeat: str | None = None,
 ) -> Policy:
     """The terms from the command line, checked here before anything is sent."""
     if expires is not None and duration is not None:
@@ -268,10 +264,40 @@ def _policy(
         max_devices=max_devices,
         devices=devices,
         lease=DEFAULT_LEASE if lease is None else parse_duration(lease),
+        heartbeat=None if heartbeat is None else parse_duration(heartbeat),
         offline_grace=parse_duration(offline_grace or "0s"),
         max_inferences_per=None if max_inferences_per is None else parse_rate(max_inferences_per),
         require_evidence=require_evidence,
+        allowed_measurements=allowed_measurements,
     )
+
+
+def _reference_tcbs(
+    files: tuple[Path, ...], trust_files: tuple[Path, ...], require_evidence: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """(require_evidence, allowed_measurements) from owner-signed reference TCB files."""
+    import datetime as dt
+
+    from modelseal.attestation import license_measurements, load_reference_tcb
+    from modelseal.crypto import load_certificates
+
+    trust = [
+        cert
+        for path in trust_files
+        for cert in load_certificates(path.read_bytes(), what=f"the certificate {path}")
+    ]
+    now = dt.datetime.now(dt.UTC)
+    tcbs = [
+        load_reference_tcb(path.read_bytes(), trust=trust, now=now, what=f"reference TCB {path}")
+        for path in files
+    ]
+    kind, allowed = license_measurements(tcbs)
+    if require_evidence not in (None, "none", kind):
+        raise UsageError(
+            f"--require-evidence {require_evidence} does not match the reference TCBs, which "
+            f"are for {kind} evidence"
+        )
+    return kind, allowed
 
 
 @license_.command("issue")
@@ -298,14 +324,38 @@ def _policy(
     help="Lock the license to this device (repeatable).",
 )
 @click.option("--lease", metavar="DURATION", help="Lease length (default 10m; 30s to 1d).")
+@click.option(
+    "--heartbeat",
+    metavar="DURATION",
+    help="How often the runtime renews its lease (default a third of the lease; from 1s, "
+    "shorter than the lease). A revocation takes effect within one heartbeat.",
+)
 @click.option("--offline-grace", metavar="DURATION", help="Time past a lease without the vault.")
 @click.option("--max-inferences-per", metavar="PERIOD=N", help="Inferences per period: day=10000.")
 @click.option(
     "--require-evidence",
     type=click.Choice(EVIDENCE_TYPES),
-    default="none",
-    show_default=True,
-    help="Attestation evidence the device must present.",
+    default=None,
+    help="Attestation evidence the device must present (default none, or the type of the "
+    "--tcb files).",
+)
+@click.option(
+    "--tcb",
+    "tcb_files",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    metavar="FILE",
+    help="A reference TCB the owner signed (`modelseal tcb create`), accepted for this license "
+    "(repeatable): sets --require-evidence to its type and allows only its measurements.",
+)
+@click.option(
+    "--tcb-trust",
+    "tcb_trust",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    metavar="CERT",
+    help="Accept --tcb files only when signed by this certificate or a chain to it (PEM; "
+    "repeatable), e.g. the model owner's certificate.",
 )
 @click.option(
     "--out",
@@ -324,9 +374,12 @@ def license_issue(
     max_devices: int | None,
     devices: tuple[str, ...],
     lease: str | None,
+    heartbeat: str | None,
     offline_grace: str | None,
     max_inferences_per: str | None,
-    require_evidence: str,
+    require_evidence: str | None,
+    tcb_files: tuple[Path, ...],
+    tcb_trust: tuple[Path, ...],
     out: Path,
     vault_url: str | None,
     admin_dir: Path | None,
@@ -335,9 +388,14 @@ def license_issue(
     from modelseal.vault.api.schemas import LicenseRequest, PolicyTerms
 
     name, versions = _model_and_versions(model_spec)
+    if tcb_trust and not tcb_files:
+        raise UsageError("--tcb-trust checks --tcb files; give the reference TCBs with --tcb")
+    allowed: tuple[str, ...] = ()
+    if tcb_files:
+        require_evidence, allowed = _reference_tcbs(tcb_files, tcb_trust, require_evidence)
     policy = _policy(
         expires, duration, max_loads, loads_per, max_devices, devices, lease, offline_grace,
-        max_inferences_per, require_evidence,
+        max_inferences_per, require_evidence or "none", allowed, heartbeat,
     )  # fmt: skip
     if out.exists() or out.is_symlink():
         raise UsageError(f"{out} already exists; choose a new file for the license")

@@ -12,12 +12,17 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelseal.cli._common import passphrase_env_option, quiet_option, read_passphrase, say
 from modelseal.cli.admin import admin_client, admin_options
 from modelseal.errors import UsageError
+
+if TYPE_CHECKING:
+    from modelseal.attestation import Collateral
+    from modelseal.vault.home import VaultHome
 
 __all__ = ["vault"]
 
@@ -208,23 +213,17 @@ def rotate_master_key(
     """
     from modelseal.vault.home import VaultHome
     from modelseal.vault.rotation import rotate_master_key as rotate
-    from modelseal.vault.settings import Pkcs11MasterKeySettings
 
-    chosen = VaultHome.open(home).settings.master_key
-    passphrase = new_passphrase = pin = None
-    if isinstance(chosen, Pkcs11MasterKeySettings):
-        if passphrase_env or new_passphrase_env:
-            raise UsageError(
-                "--passphrase-env and --new-passphrase-env are for a software master key; this "
-                "vault's is in a PKCS#11 token"
-            )
-        pin = _read_pin(pkcs11_pin_env or chosen.pin_env)
-    else:
-        if pkcs11_pin_env:
-            raise UsageError("--pkcs11-pin-env is for a PKCS#11 master key")
-        passphrase = read_passphrase(passphrase_env, prompt="Passphrase of the vault master key")
-        if new_passphrase_env:
-            new_passphrase = read_passphrase(new_passphrase_env, prompt="New passphrase")
+    vault_home = VaultHome.open(home)
+    if new_passphrase_env and _is_pkcs11(vault_home):
+        raise UsageError(
+            "--passphrase-env and --new-passphrase-env are for a software master key; this "
+            "vault's is in a PKCS#11 token"
+        )
+    passphrase, pin = _unlock_secrets(vault_home, passphrase_env, pkcs11_pin_env)
+    new_passphrase = None
+    if new_passphrase_env:
+        new_passphrase = read_passphrase(new_passphrase_env, prompt="New passphrase")
     result = rotate(
         home,
         passphrase=passphrase,
@@ -241,11 +240,136 @@ def rotate_master_key(
     )
 
 
+@vault.command("renew-cert")
+@click.option("--home", required=True, type=_DIR, help="The vault home.")
+@passphrase_env_option(
+    "Software master key: read its passphrase from environment variable VAR instead of asking."
+)
+@click.option(
+    "--pkcs11-pin-env",
+    metavar="VAR",
+    help="PKCS#11 master key: environment variable holding the token's user PIN "
+    "(default: the one named in vault.json).",
+)
+@click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="DNS name or IP address to add to the TLS certificate (repeatable); the home's "
+    "host names are always in, and new ones are saved in vault.json.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=730,  # LEAF_DAYS of vault init (not imported: this module stays light; a test checks)
+    show_default=True,
+    help="Lifetime of the new certificates (at most until the vault CA expires).",
+)
+@click.option(
+    "--admin",
+    "renew_admin",
+    is_flag=True,
+    help="Re-issue the admin credential too (new key and certificate, role admin).",
+)
+@click.option(
+    "--admin-out",
+    type=_DIR,
+    help="With --admin: the admin credential directory to renew (default HOME/admin).",
+)
+@quiet_option
+def renew_cert(
+    home: Path,
+    passphrase_env: str | None,
+    pkcs11_pin_env: str | None,
+    tls_hosts: tuple[str, ...],
+    days: int,
+    renew_admin: bool,
+    admin_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Renew the vault's TLS server certificate (and, with --admin, the admin credential).
+
+    Issues a new key and certificate from the vault CA for the home's host names and replaces
+    tls/server.pem and its sealed key so that an interruption leaves the old pair or the new one
+    (unlocking the home finishes or discards a half-done renewal). The CA, licenses and device
+    certificates are untouched: they pin the CA, not the server certificate. Renew before the
+    certificates expire (two years after vault init). Refused while a master-key rotation or
+    another renewal of the home runs.
+
+    A running `vault serve` keeps the old certificate: restart it afterwards. The old admin
+    certificate stays valid until it expires; keep it private or delete it.
+    """
+    from modelseal.vault.renewal import plan_renewal, renew_certificates
+
+    # Refuse bad hosts or a missing admin directory before asking for a passphrase or PIN.
+    plan = plan_renewal(
+        home, tls_hosts=tls_hosts, admin=renew_admin, admin_out=admin_out, days=days
+    )
+    passphrase, pin = _unlock_secrets(plan.home, passphrase_env, pkcs11_pin_env)
+    result = renew_certificates(
+        plan.home,
+        passphrase=passphrase,
+        pin=pin,
+        tls_hosts=tls_hosts,
+        days=days,
+        admin=renew_admin,
+        admin_out=admin_out,
+        now=dt.datetime.now(dt.UTC),
+        report=lambda line: say(quiet, line),
+    )
+    for renewed in (result.tls, result.admin):
+        if renewed is None:
+            continue
+        until = f"{renewed.not_after:%Y-%m-%d %H:%M} UTC"
+        if renewed.capped:
+            until += " (the vault CA's own expiry)"
+        click.echo(f"renewed the {renewed.what}: {renewed.path}")
+        click.echo(f"  sha256 {renewed.fingerprint}, valid until {until}")
+    click.echo(f"  TLS host names: {', '.join(result.hosts)}")
+    click.echo(
+        "restart `modelseal vault serve` for this home: a running vault keeps the old certificate"
+    )
+
+
+def _is_pkcs11(vault_home: VaultHome) -> bool:
+    from modelseal.vault.settings import Pkcs11MasterKeySettings
+
+    return isinstance(vault_home.settings.master_key, Pkcs11MasterKeySettings)
+
+
+def _unlock_secrets(
+    vault_home: VaultHome, passphrase_env: str | None, pkcs11_pin_env: str | None
+) -> tuple[bytes | None, str | None]:
+    """(passphrase, PIN) for the home's master key, from the options, the environment or a
+    prompt; an option for the other kind of master key is refused."""
+    from modelseal.vault.settings import Pkcs11MasterKeySettings
+
+    chosen = vault_home.settings.master_key
+    if isinstance(chosen, Pkcs11MasterKeySettings):
+        if passphrase_env:
+            raise UsageError(
+                "--passphrase-env is for a software master key; this vault's is in a PKCS#11 token"
+            )
+        return None, _read_pin(pkcs11_pin_env or chosen.pin_env)
+    if pkcs11_pin_env:
+        raise UsageError("--pkcs11-pin-env is for a PKCS#11 master key")
+    return read_passphrase(passphrase_env, prompt="Passphrase of the vault master key"), None
+
+
 def _refuse_pkcs11_options(*values: str | None) -> None:
     if any(values):
         raise UsageError(
             "--pkcs11-module, --pkcs11-token and --pkcs11-pin-env need --master-key pkcs11"
         )
+
+
+def _read_collateral(files: tuple[Path, ...]) -> list[Collateral]:
+    if not files:
+        return []
+    from modelseal.attestation import load_collateral
+
+    return [load_collateral(path.read_bytes(), what=f"collateral file {path}") for path in files]
 
 
 def _read_pin(env_var: str) -> str:
@@ -269,9 +393,24 @@ def _read_pin(env_var: str) -> str:
 @passphrase_env_option(
     "Software master key: read its passphrase from environment variable VAR instead of asking."
 )
+@click.option(
+    "--collateral",
+    "collateral_files",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Intel DCAP collateral (dcap-qvl QuoteCollateralV3 JSON: TCB info, QE identity, CRLs) "
+    "for verifying sgx and tdx evidence; repeat for several platforms. Without it, licenses "
+    "that require sgx or tdx evidence are refused.",
+)
 @quiet_option
 def serve(
-    home: Path, host: str | None, port: int | None, passphrase_env: str | None, quiet: bool
+    home: Path,
+    host: str | None,
+    port: int | None,
+    passphrase_env: str | None,
+    collateral_files: tuple[Path, ...],
+    quiet: bool,
 ) -> None:
     """Serve the vault's REST API over HTTPS until SIGTERM or Ctrl-C.
 
@@ -283,6 +422,7 @@ def serve(
     from modelseal.vault.server import serve as run_server
     from modelseal.vault.settings import Pkcs11MasterKeySettings
 
+    collateral = _read_collateral(collateral_files)
     chosen = VaultHome.open(home).settings.master_key
     passphrase: bytes | None = None
     pin: str | None = None
@@ -299,6 +439,7 @@ def serve(
         passphrase=passphrase,
         pin=pin,
         on_ready=lambda url: say(quiet, f"vault serving {url} (stop with Ctrl-C or SIGTERM)"),
+        collateral=collateral,
     )
     say(quiet, "vault stopped")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from modelseal.crypto import (
+    Certificate,
     CertificateAuthority,
     DataKey,
     ImportPrivateKey,
@@ -57,7 +58,7 @@ from modelseal.vault.settings import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["create_home"]
+__all__ = ["LEAF_DAYS", "admin_credential", "create_home", "issue_admin_certificate"]
 
 CA_DAYS: Final = 3650
 LEAF_DAYS: Final = 730  # TLS server and admin certificates
@@ -352,15 +353,29 @@ def _write_admin(root: Path, ca: CertificateAuthority, *, url: str, now: dt.date
     if not root.exists():
         root.mkdir(mode=PRIVATE_DIR_MODE)
     os.chmod(root, PRIVATE_DIR_MODE)
-    key = SigningKey.generate("ecdsa-p256")
-    csr = create_csr(key, parse_subject(ADMIN_SUBJECT))
-    cert = issue_from_csr(ca, csr, subject_override=None, role="admin", days=LEAF_DAYS, now=now)
-    created = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    credential = canonical_json({"vault_url": url, "created": created})
+    key, cert = issue_admin_certificate(ca, days=LEAF_DAYS, now=now)
     layout.write_file(root, layout.ADMIN_CERT, cert.pem(), PUBLIC_FILE_MODE)
     layout.write_file(root, layout.ADMIN_KEY, private_key_pem_unencrypted(key), PRIVATE_FILE_MODE)
     layout.write_file(root, layout.ADMIN_CA, ca.certificate.pem(), PUBLIC_FILE_MODE)
-    layout.write_file(root, layout.ADMIN_CREDENTIAL, credential, PUBLIC_FILE_MODE)
+    layout.write_file(
+        root, layout.ADMIN_CREDENTIAL, admin_credential(url, now=now), PUBLIC_FILE_MODE
+    )
+
+
+def issue_admin_certificate(
+    ca: CertificateAuthority, *, days: int, now: dt.datetime
+) -> tuple[SigningKey, Certificate]:
+    """A new admin key and its client certificate (role admin, ``CN=admin``) from ``ca``."""
+    key = SigningKey.generate("ecdsa-p256")
+    csr = create_csr(key, parse_subject(ADMIN_SUBJECT))
+    cert = issue_from_csr(ca, csr, subject_override=None, role="admin", days=days, now=now)
+    return key, cert
+
+
+def admin_credential(url: str, *, now: dt.datetime) -> bytes:
+    """``credential.json`` of the admin credential: the vault URL and when it was issued."""
+    created = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return canonical_json({"vault_url": url, "created": created})
 
 
 def _rename_into(source: Path, target: Path, what: str) -> None:

@@ -7,12 +7,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from modelseal import _files
 from modelseal._files import fsync_dir, write_new
-from modelseal.crypto import FormatError, canonical_json, parse_canonical_json
+from modelseal.crypto import (
+    Certificate,
+    CryptoError,
+    FormatError,
+    SigningKey,
+    canonical_json,
+    load_certificates,
+    parse_canonical_json,
+    public_key_matches,
+    verify_chain,
+)
 from modelseal.crypto.masterkey import data_key_context
 from modelseal.errors import Error
 
@@ -36,16 +52,20 @@ __all__ = [
     "PUBLIC_FILE_MODE",
     "SEALED_KEYS",
     "SETTINGS",
+    "STAGED_SUFFIX",
     "TLS_CERT",
     "TLS_KEY",
     "HomeError",
     "dump_wrapped_home_key",
     "fsync_dir",
     "home_key_context",
+    "home_lock",
     "load_wrapped_home_key",
     "read_file",
     "replace_file",
     "seal_label",
+    "settle_staged_pair",
+    "staged",
     "write_file",
 ]
 
@@ -68,6 +88,9 @@ ADMIN_CERT: Final = "client.pem"
 ADMIN_KEY: Final = "client-key.pem"
 ADMIN_CA: Final = "ca.pem"
 ADMIN_CREDENTIAL: Final = "credential.json"
+
+STAGED_SUFFIX: Final = ".next"
+"""A replacement written beside the file it replaces, before the rename (``vault renew-cert``)."""
 
 PRIVATE_DIR_MODE: Final = 0o700
 PRIVATE_FILE_MODE: Final = 0o600
@@ -161,3 +184,99 @@ def load_wrapped_home_key(data: bytes, *, home: Path) -> tuple[str, int, bytes]:
     except binascii.Error:
         raise HomeError(f"{problem}: 'wrapped' is not base64", hint="restore it") from None
     return key_id, version, blob
+
+
+def staged(relative: str) -> str:
+    """Where the replacement of ``relative`` waits for its rename: ``<relative>.next``."""
+    return relative + STAGED_SUFFIX
+
+
+_HELD: set[tuple[int, int, int]] = set()  # (device, inode, thread) of the locks held here
+
+
+@contextmanager
+def home_lock(path: Path, *, busy: Callable[[], Exception], wait: float = 0.0) -> Iterator[None]:
+    """An exclusive lock on the home directory, so that no two rotations or certificate renewals
+    (nor a renewal and the unlock that finishes a half-done one) change its files at once.
+
+    Raises ``busy()`` when another process (or thread) still holds it after ``wait`` seconds.
+    Re-entrant within one thread: a renewal holds it while it unlocks the home.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise HomeError(
+            f"{path} is not a vault home (it does not exist)",
+            hint="create one with `modelseal vault init --home DIR`, or check the path",
+        ) from None
+    except OSError as exc:
+        raise HomeError(f"cannot open the vault home {path}: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        held = (info.st_dev, info.st_ino, threading.get_ident())
+        if held in _HELD:
+            yield
+            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy() from None
+                time.sleep(0.05)
+        _HELD.add(held)
+        try:
+            yield
+        finally:
+            _HELD.discard(held)
+    finally:
+        os.close(fd)
+
+
+def settle_staged_pair(
+    root: Path,
+    key: str,
+    cert: str,
+    *,
+    ca: Certificate,
+    open_key: Callable[[bytes], SigningKey],
+) -> Certificate | None:
+    """Finish or discard a replacement of the key ``root/key`` and certificate ``root/cert`` that
+    stopped half-way; returns the certificate now in place when it finished one.
+
+    A replacement stages ``<key>.next`` and ``<cert>.next`` (each fsynced), then renames the key
+    and then the certificate. So what is found is: nothing staged (done); both staged; or only
+    ``<cert>.next`` with the new key already in place. The staged certificate is used only when
+    it is signed by ``ca`` and holds the public half of the staged key (or, once that was renamed,
+    the key in place); ``open_key`` reads a key file (it raises a :class:`CryptoError` for one
+    that does not open). Anything else — a half-written or altered file, an orphan — is deleted,
+    and the pair in place stays.
+    """
+    key_next, cert_next = root / staged(key), root / staged(cert)
+    if not (os.path.lexists(key_next) or os.path.lexists(cert_next)):
+        return None
+    key_staged = os.path.lexists(key_next)
+    try:
+        certificates = load_certificates(cert_next.read_bytes(), what=staged(cert))
+        new_key = open_key((key_next if key_staged else root / key).read_bytes())
+        if len(certificates) != 1:
+            raise FormatError(f"{staged(cert)} holds {len(certificates)} certificates")
+        new_cert = certificates[0]
+        # Signed by the CA: checked at the certificate's own start, as renewal made it then.
+        verify_chain(new_cert, [], [ca], now=new_cert.not_before)
+        usable = public_key_matches(new_cert, new_key)
+    except (OSError, CryptoError):
+        usable = False
+    if not usable:
+        for leftover in (key_next, cert_next):
+            leftover.unlink(missing_ok=True)
+            fsync_dir(leftover.parent)
+        return None
+    if key_staged:
+        os.replace(key_next, root / key)
+        fsync_dir((root / key).parent)
+    os.replace(cert_next, root / cert)
+    fsync_dir((root / cert).parent)
+    return new_cert

@@ -210,6 +210,17 @@ class VaultClient:
         body = s.ModelRegistration(manifest=manifest, signature=signature, wrapped=wrapped)
         return self._call("POST", "/v1/models", s.Model, body)
 
+    def register_package(self, sealed: Path) -> s.Model:
+        """Register the sealed package at ``sealed`` (directory or archive, sealed to this vault's
+        import key); its signature is checked here before anything is sent."""
+        from modelseal.package import SealedPackage
+        from modelseal.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
+
+        with SealedPackage.open(sealed) as package:
+            manifest = package.container.read(MANIFEST_NAME)
+            signature = package.container.read(SIGNATURE_NAME)
+        return self.register_model(manifest=manifest, signature=signature)
+
     def list_models(self) -> list[s.Model]:
         return self._list("/v1/models", s.Model)
 

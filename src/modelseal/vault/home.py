@@ -14,6 +14,8 @@ Layout (see ``docs/vault.md``)::
     secrets/*.pem.sealed        each private key (CA, TLS, license-signing, import), sealed
                                 with the home key; mode 0600
     admin/                      the admin credential (unless --admin-out put it elsewhere)
+    tls/server.pem.next,        the TLS pair ``vault renew-cert`` stages; ``unlock`` renames a
+    secrets/tls-server-key.pem.sealed.next   pair that fits into place, or deletes it
 
 No private key of the vault is ever on disk in clear: each is a PKCS#8 PEM sealed with
 :func:`~modelseal.crypto.seal_bytes` under the *home key*, a random data key that is itself
@@ -26,9 +28,10 @@ The admin credential's key is the exception: like a kubeconfig, it is a plain PK
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from modelseal.crypto import (
     Certificate,
@@ -78,6 +81,9 @@ __all__ = [
     "home_key_context",
     "init_vault",
 ]
+
+_RENEWAL_WAIT: Final = 30.0
+"""Seconds ``unlock`` waits for a running renewal before it finishes a half-done one itself."""
 
 
 def init_vault(
@@ -211,7 +217,8 @@ class VaultHome:
         the home key and open every sealed private key, checking each against its public half."""
         master = open_master_key(self, passphrase=passphrase, pin=pin)
         try:
-            home_key = self._home_key(master)
+            home_key = self.unwrap_home_key(master)
+            self._settle_tls_renewal(home_key)
             ca_key = SigningKey.from_pem(self._open_sealed(home_key, layout.CA_KEY), None)
             tls_pem = self._open_sealed(home_key, layout.TLS_KEY)
             tls_key = SigningKey.from_pem(tls_pem, None)
@@ -234,7 +241,56 @@ class VaultHome:
             raise
         return UnlockedVault(self, master, ca, license_key, import_key, tls_pem)
 
-    def _home_key(self, master: MasterKey) -> DataKey:
+    def _settle_tls_renewal(self, home_key: DataKey) -> None:
+        """Finish or discard a ``vault renew-cert`` that stopped half-way (docs/vault.md): a staged
+        ``.next`` pair that belongs together and to the CA is renamed into place, anything else
+        staged is deleted. Done under the home lock, waiting for a renewal still running."""
+        staged = [layout.staged(name) for name in (layout.TLS_KEY, layout.TLS_CERT)]
+        if not any(os.path.lexists(self.path / name) for name in staged):
+            self._reread_tls_certificate()  # a renewal may have replaced it since open()
+            return
+
+        def open_key(blob: bytes) -> SigningKey:
+            label = layout.seal_label(layout.TLS_KEY)  # staged under the name it will have
+            return SigningKey.from_pem(open_bytes(home_key, blob, label=label), None)
+
+        def busy() -> HomeError:
+            return HomeError(
+                f"a certificate renewal or master-key rotation of {self.path} is still running",
+                hint="try again when it has finished",
+            )
+
+        with layout.home_lock(self.path, busy=busy, wait=_RENEWAL_WAIT):
+            try:
+                renewed = layout.settle_staged_pair(
+                    self.path,
+                    layout.TLS_KEY,
+                    layout.TLS_CERT,
+                    ca=self.ca_certificate,
+                    open_key=open_key,
+                )
+            except OSError as exc:
+                raise HomeError(
+                    f"cannot finish the interrupted TLS certificate renewal in {self.path}: "
+                    f"{exc.strerror}",
+                    hint="fix the cause (permissions, disk space) and open the home again",
+                ) from exc
+        if renewed is not None:
+            self.tls_certificate = renewed
+        else:
+            self._reread_tls_certificate()
+
+    def _reread_tls_certificate(self) -> None:
+        try:
+            self.tls_certificate = _one_certificate(self.path, layout.TLS_CERT)
+        except FormatError as exc:
+            raise HomeError(
+                f"the vault home {self.path} has a damaged public file: {exc}",
+                hint="restore the file from a backup",
+            ) from exc
+
+    def unwrap_home_key(self, master: MasterKey) -> DataKey:
+        """The home key, unwrapped by ``master`` (which must hold the version it names)."""
         key_id, version, wrapped = layout.load_wrapped_home_key(
             layout.read_file(self.path, layout.HOME_KEY), home=self.path
         )

@@ -33,10 +33,8 @@ rotation, which sees the database ahead of it.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -73,7 +71,15 @@ from modelseal.vault.settings import Pkcs11MasterKeySettings, VaultSettings, dum
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-__all__ = ["ACTOR", "STATE_META", "RotationError", "RotationReport", "rotate_master_key"]
+__all__ = [
+    "ACTOR",
+    "STATE_META",
+    "RotationError",
+    "RotationReport",
+    "check_secrets",
+    "in_transaction",
+    "rotate_master_key",
+]
 
 T = TypeVar("T")
 
@@ -122,7 +128,7 @@ def rotate_master_key(
     say = report or (lambda _line: None)
     with _home_lock(path):
         vault_home = VaultHome.open(path)  # read again under the lock
-        _check_secrets(vault_home.settings, passphrase, pin, new_passphrase)
+        check_secrets(vault_home.settings, passphrase, pin, new_passphrase)
         engine = _engine(vault_home)
         try:
             return _Rotation(vault_home, engine, now, say).run(
@@ -252,7 +258,7 @@ class _Rotation:
                 return found, True
             from modelseal.crypto.masterkey import Pkcs11MasterKey
 
-            assert pin is not None  # noqa: S101 - checked by _check_secrets
+            assert pin is not None  # noqa: S101 - checked by check_secrets
             token_key = Pkcs11MasterKey.create(
                 module=chosen.module,
                 token_label=chosen.token_label,
@@ -265,7 +271,7 @@ class _Rotation:
                 f"'{chosen.token_label}'"
             )
             return token_key, False
-        assert passphrase is not None  # noqa: S101 - checked by _check_secrets
+        assert passphrase is not None  # noqa: S101 - checked by check_secrets
         seal_with = new_passphrase or passphrase
         relative = versioned_name(target)
         files = software_key_files(self.path)
@@ -383,7 +389,7 @@ class _Rotation:
             if destroy_old:
                 from modelseal.crypto.masterkey import Pkcs11MasterKey
 
-                assert pin is not None  # noqa: S101 - checked by _check_secrets
+                assert pin is not None  # noqa: S101 - checked by check_secrets
                 destroyed = Pkcs11MasterKey.destroy(
                     module=chosen.module,
                     token_label=chosen.token_label,
@@ -461,19 +467,9 @@ class _Rotation:
         return self._run(self.engine, doing, step)
 
     def _run(self, engine: Engine, doing: str, step: Callable[[Connection], T]) -> T:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from modelseal.vault.db import StorageError, redact_url
-
-        try:
-            with engine.begin() as conn:
-                return step(conn)
-        except SQLAlchemyError as exc:
-            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-            raise StorageError(
-                f"cannot {doing} the vault database {redact_url(engine.url)}: {reason}",
-                hint="nothing of this step was kept; run the rotation again",
-            ) from exc
+        return in_transaction(
+            engine, doing, step, hint="nothing of this step was kept; run the rotation again"
+        )
 
     def _replace(self, relative: str, data: bytes) -> None:
         self._os(
@@ -500,9 +496,27 @@ class _Rotation:
         )
 
 
-def _check_secrets(
-    settings: VaultSettings, passphrase: bytes | None, pin: str | None, new: bytes | None
+def in_transaction(engine: Engine, doing: str, step: Callable[[Connection], T], *, hint: str) -> T:
+    """``step`` in one database transaction; a database failure is one :class:`StorageError`
+    saying what could not be done (``cannot <doing> the vault database …``)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelseal.vault.db import StorageError, redact_url
+
+    try:
+        with engine.begin() as conn:
+            return step(conn)
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise StorageError(
+            f"cannot {doing} the vault database {redact_url(engine.url)}: {reason}", hint=hint
+        ) from exc
+
+
+def check_secrets(
+    settings: VaultSettings, passphrase: bytes | None, pin: str | None, new: bytes | None = None
 ) -> None:
+    """Refuse a missing secret, or one of the wrong kind, for the home's master key."""
     chosen = settings.master_key
     if isinstance(chosen, Pkcs11MasterKeySettings):
         if pin is None:
@@ -531,24 +545,12 @@ def _engine(home: VaultHome) -> Engine:
     return engine
 
 
-@contextmanager
-def _home_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on the home directory, so two rotations never run at once."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        VaultHome.open(path)  # raises the usual "is not a vault home"
-        raise
-    except OSError as exc:
-        raise HomeError(f"cannot open the vault home {path}: {exc.strerror}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RotationError(
-                f"another master-key rotation of {path} is running",
-                hint="wait for it to finish",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+def _home_lock(path: Path) -> AbstractContextManager[None]:
+    """An exclusive lock on the home directory: one rotation or certificate renewal at a time."""
+    return layout.home_lock(
+        path,
+        busy=lambda: RotationError(
+            f"another master-key rotation or certificate renewal of {path} is running",
+            hint="wait for it to finish",
+        ),
+    )

@@ -200,7 +200,8 @@ def test_the_whole_flow(vault: Vault) -> None:
 
     license_file = vault.tmp / "acme.license"
     license_id = issue(vault, license_file, "--customer", "acme", "--model", "iris:1",
-                       "--max-loads", "5", "--lease", "10m", "--offline-grace", "1h")  # fmt: skip
+                       "--max-loads", "5", "--lease", "10m", "--heartbeat", "1m",
+                       "--offline-grace", "1h")  # fmt: skip
 
     # The file is a compact JWS that an independent JOSE library verifies with the JWKS
     # (joserfc warns that RFC 9864 deprecates the name "EdDSA" for "Ed25519"; the scheme is one).
@@ -213,6 +214,7 @@ def test_the_whole_flow(vault: Vault) -> None:
     assert claims["jti"] == license_id and claims["sub"] == "acme"
     assert claims["model"] == {"name": "iris", "versions": "1"}
     assert claims["policy"]["max_loads"] == 5 and claims["policy"]["offline_grace"] == 3600
+    assert (claims["policy"]["lease"], claims["policy"]["heartbeat"]) == (600, 60)
 
     assert GRANTED.fullmatch(check(vault, device, license_file, "iris:1", code=0))
     shown = json.loads(run(vault, "license", "show", license_id, "--json").stdout)
@@ -294,6 +296,9 @@ def test_license_options_are_checked_before_anything_is_sent(vault: Vault) -> No
     bad_rate = run(vault, "license", "issue", "--customer", "acme", "--model", "iris",
                    "--loads-per", "fortnight=3", "--out", str(out), code=1)  # fmt: skip
     assert "'fortnight' is not a period" in bad_rate.stderr
+    slow = run(vault, "license", "issue", "--customer", "acme", "--model", "iris",
+               "--lease", "1m", "--heartbeat", "2m", "--out", str(out), code=1)  # fmt: skip
+    assert slow.stderr == "error: heartbeat is 2m; it must be from 1s to 1m\n"
     assert not out.exists()
 
 

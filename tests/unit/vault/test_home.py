@@ -149,7 +149,7 @@ def test_no_private_key_is_in_clear_under_the_home(unlocked: UnlockedVault) -> N
     assert isinstance(ring, MasterKeyRing) and ring.versions == (1,)
     master = ring.current
     assert isinstance(master, SoftwareMasterKey)
-    home_key = unlocked.home._home_key(ring)
+    home_key = unlocked.home.unwrap_home_key(ring)
     secrets = [raw_private_value(pem) for pem in pems]
     secrets += [master._secret_bytes(), home_key._secret_bytes()]
     needles = [needle for secret in secrets for needle in secret_encodings(secret)]
