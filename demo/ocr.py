@@ -2,7 +2,7 @@
 
 Usage: python demo/ocr.py MODEL_DIR TEXT
 Draws TEXT into an image, runs RapidOCR with the det/cls/rec models found in MODEL_DIR, and prints
-what it read. The demo runs it on the plaintext models and on the models opened from the package.
+what it read. ``render`` draws the image; demo/infer.py uses it for the same OCR over KServe v2.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-from rapidocr_onnxruntime import RapidOCR
+
+
+def render(text: str) -> Image.Image:
+    """One line of black text on white, large enough for the PP-OCRv4 models."""
+    image = Image.new("RGB", (40 + 26 * len(text), 90), "white")
+    ImageDraw.Draw(image).text((20, 20), text, fill="black", font=ImageFont.load_default(size=44))
+    return image
 
 
 def _find(models: Path, pattern: str) -> str:
@@ -20,11 +26,11 @@ def _find(models: Path, pattern: str) -> str:
 
 
 def main(models: Path, text: str) -> None:
-    image = Image.new("RGB", (40 + 26 * len(text), 90), "white")
-    ImageDraw.Draw(image).text((20, 20), text, fill="black", font=ImageFont.load_default(size=44))
+    from rapidocr_onnxruntime import RapidOCR
+
     with tempfile.TemporaryDirectory() as tmp:
         picture = Path(tmp, "text.png")
-        image.save(picture)
+        render(text).save(picture)
         engine = RapidOCR(
             det_model_path=_find(models, "*det*.onnx"),
             cls_model_path=_find(models, "*cls*.onnx"),

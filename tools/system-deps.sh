@@ -9,6 +9,11 @@ NEEDED=(
   "softhsm2-util softhsm2"                            # PKCS#11 master key (SoftHSM2 token)
   "/usr/lib/postgresql/15/bin/initdb postgresql"      # a real PostgreSQL server for the vault tests
   "fusermount3 fuse3"                                 # the crypto filesystem (libfuse3 + fusermount3)
+  "slurmctld slurm-wlm"                               # a real Slurm scheduler for the job tests (controller)
+  "slurmd slurm-wlm"                                  # ... and its node daemon
+  "qsub slurm-wlm-torque"                             # TORQUE's qsub/qstat as Slurm wrappers
+  "munged munge"                                      # Slurm's authentication daemon
+  "nginx nginx"                                       # NGINX for the deploy/ recipe tests (nginx -t, mTLS proxy)
 )
 
 missing=()

@@ -39,9 +39,9 @@ def cli(verbose: bool) -> None:
     """Seal AI models, license them, and serve them on devices you do not control.
 
     \b
-    Owner:       keys create, seal, verify, inspect, open
-    Controller:  vault init / serve, model, customer, device, license
-    Device:      agent enroll / check
+    Owner:       keys create, seal, verify, inspect, open, tcb create
+    Controller:  vault init / serve, model, customer, device, license, evidence verify
+    Device:      agent enroll / check / serve, serve, mount, run, job
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -50,7 +50,7 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from modelseal.cli import admin, agent, keys, package, vault
+    from modelseal.cli import admin, agent, attestation, cfs, jobs, keys, package, serve, vault
 
     cli.add_command(keys.keys)
     for command in package.COMMANDS:
@@ -60,6 +60,12 @@ def _register() -> None:
     for command in admin.COMMANDS:
         cli.add_command(command)
     cli.add_command(agent.agent)
+    cli.add_command(serve.serve)
+    for command in cfs.COMMANDS:
+        cli.add_command(command)
+    for command in attestation.COMMANDS:
+        cli.add_command(command)
+    cli.add_command(jobs.job)
 
 
 _register()

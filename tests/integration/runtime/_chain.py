@@ -9,7 +9,6 @@ tritonclient's share the ``inference`` package, so the servers run as real subpr
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import ipaddress
 import os
 import shutil
@@ -39,6 +38,7 @@ from modelseal.vault.client import VaultClient
 from tests.conftest import make_identity
 from tests.integration.agent._world import VaultControl
 from tests.integration.vault._server import free_port
+from tests.triton import release_http
 
 ROOT = Path(__file__).resolve().parents[3]
 MODELSEAL = [sys.executable, "-m", "modelseal"]
@@ -421,14 +421,6 @@ def http_client(server: Server, *, client_cert: bool = True) -> Any:
         connection_timeout=10,
         network_timeout=10,
     )
-
-
-def release_http(client: Any) -> None:
-    """Close a tritonclient.http client and collect it on this thread: its ``__del__`` closes
-    again, and gevent refuses that from any thread other than the one that made the client."""
-    client.close()
-    del client
-    gc.collect()
 
 
 def grpc_client(server: Server, *, client_cert: bool = True) -> Any:

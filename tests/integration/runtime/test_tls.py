@@ -10,8 +10,9 @@ import httpx
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.runtime._chain import grpc_client, http_client, iris_input, release_http
+from tests.integration.runtime._chain import grpc_client, http_client, iris_input
 from tests.integration.runtime.conftest import Chain
+from tests.triton import release_http
 
 
 def test_clients_with_a_certificate_are_served(chain: Chain) -> None:

@@ -4,6 +4,7 @@ over REST JSON, REST binary and gRPC, for plain and sealed models side by side."
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +14,7 @@ import tritonclient.http as httpclient
 
 from tests.conftest import onnx_example_path
 from tests.integration.serving.conftest import Served, iris_input, ocr_input, ocr_model_path
+from tests.triton import triton_http
 
 MODELS: dict[str, tuple[Callable[[], np.ndarray], Callable[[], object]]] = {
     "iris": (iris_input, onnx_example_path),
@@ -33,24 +35,24 @@ def expected(model: str) -> dict[str, np.ndarray]:
 
 def infer_http(served: Served, model: str, binary: bool) -> dict[str, np.ndarray]:
     array = {**MODELS, **OPENVINO}[model][0]()
-    client = httpclient.InferenceServerClient(served.rest_url)
-    meta = client.get_model_metadata(model)
-    tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-    tensor.set_data_from_numpy(array, binary_data=binary)
-    outputs = [
-        httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
-    ]
-    result = client.infer(model, [tensor], outputs=outputs)
+    with triton_http(served.rest_url) as client:
+        meta = client.get_model_metadata(model)
+        tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        outputs = [
+            httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
+        ]
+        result = client.infer(model, [tensor], outputs=outputs)
     return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
 
 
 def infer_grpc(served: Served, model: str) -> dict[str, np.ndarray]:
     array = {**MODELS, **OPENVINO}[model][0]()
-    client = grpcclient.InferenceServerClient(served.grpc_url)
-    meta = client.get_model_metadata(model, as_json=True)
-    tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-    tensor.set_data_from_numpy(array)
-    result = client.infer(model, [tensor])  # every output, raw contents both ways
+    with grpcclient.InferenceServerClient(served.grpc_url) as client:
+        meta = client.get_model_metadata(model, as_json=True)
+        tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array)
+        result = client.infer(model, [tensor])  # every output, raw contents both ways
     return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
 
 
@@ -69,10 +71,10 @@ def test_outputs_equal_onnxruntime(served: Served, model: str, protocol: str) ->
 
 
 def test_tritonclient_defaults_use_the_binary_extension(served: Served) -> None:
-    client = httpclient.InferenceServerClient(served.rest_url)
     tensor = httpclient.InferInput("float_input", [3, 2], "FP32")
     tensor.set_data_from_numpy(iris_input())  # binary by default
-    result = client.infer("iris-sealed", [tensor])  # no outputs: binary_data_output
+    with triton_http(served.rest_url) as client:
+        result = client.infer("iris-sealed", [tensor])  # no outputs: binary_data_output
     np.testing.assert_array_equal(result.as_numpy("label"), expected("iris")["label"])
 
 
@@ -84,7 +86,8 @@ def test_openvino_backend_matches_within_tolerance(served: Served) -> None:
 
 
 def test_metadata_names_the_signature(served: Served) -> None:
-    meta = httpclient.InferenceServerClient(served.rest_url).get_model_metadata("ocr-sealed")
+    with triton_http(served.rest_url) as client:
+        meta = client.get_model_metadata("ocr-sealed")
     assert meta == {
         "name": "ocr-sealed",
         "versions": ["1"],
@@ -92,9 +95,8 @@ def test_metadata_names_the_signature(served: Served) -> None:
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, -1, -1]}],
         "outputs": [{"name": "softmax_11.tmp_0", "datatype": "FP32", "shape": [-1, -1, 6625]}],
     }
-    grpc_meta = grpcclient.InferenceServerClient(served.grpc_url).get_model_metadata(
-        "ocr-sealed", "1", as_json=True
-    )
+    with grpcclient.InferenceServerClient(served.grpc_url) as grpc:
+        grpc_meta = grpc.get_model_metadata("ocr-sealed", "1", as_json=True)
     assert grpc_meta["inputs"] == [
         {"name": "x", "datatype": "FP32", "shape": ["-1", "3", "-1", "-1"]}
     ]
@@ -102,8 +104,14 @@ def test_metadata_names_the_signature(served: Served) -> None:
 
 
 def test_health_and_server_metadata(served: Served) -> None:
-    http = httpclient.InferenceServerClient(served.rest_url)
-    grpc = grpcclient.InferenceServerClient(served.grpc_url)
+    with (
+        triton_http(served.rest_url) as http,
+        grpcclient.InferenceServerClient(served.grpc_url) as grpc,
+    ):
+        _check_health(http, grpc)
+
+
+def _check_health(http: Any, grpc: Any) -> None:
     assert http.is_server_live() and http.is_server_ready()
     assert grpc.is_server_live() and grpc.is_server_ready()
     assert http.is_model_ready("ocr-sealed") and grpc.is_model_ready("ocr-sealed", "1")
