@@ -57,6 +57,14 @@ def _seal(owner: Identity, model: Path, out: Path, name: str, archive: bool) -> 
     return key
 
 
+def _openvino_ir(onnx_model: Path, out: Path) -> None:
+    """``onnx_model`` converted to OpenVINO IR (``model.xml`` + ``model.bin``, FP32 weights)."""
+    import openvino as ov
+
+    out.mkdir(parents=True)
+    ov.save_model(ov.convert_model(onnx_model), out / "model.xml", compress_to_fp16=False)
+
+
 def build_repository(root: Path) -> Repository:
     """iris and ocr, plain and sealed (directory and archive form), plus a revocable model."""
     owner = make_identity("Acme Models")
@@ -95,6 +103,13 @@ def build_repository(root: Path) -> Repository:
     )
     licenses["revocable"] = root / "licenses" / "revocable.jws"
     licenses["revocable"].parent.mkdir()
+    # the OCR model as OpenVINO IR (model.xml + model.bin), sealed, for the openvino backend
+    _openvino_ir(ocr, staging / "ocr-ir")
+    (repo / "ocr-ir-sealed").mkdir()
+    add_key(
+        "ocr-ir", _seal(owner, staging / "ocr-ir", repo / "ocr-ir-sealed" / "1", "ocr-ir", False)
+    )
+    licenses["ocr-ir-sealed"] = repo / "ocr-ir-sealed" / "license.jws"
     for name, path in licenses.items():
         path.write_text(f"{name}-1\n")
     shutil.rmtree(staging)
@@ -111,6 +126,7 @@ def build_repository(root: Path) -> Repository:
             "plugin_config": ov_config,
         },
         {"name": "revocable", "base_path": "repo/revocable", "license": "licenses/revocable.jws"},
+        {"name": "ocr-ir-sealed", "base_path": "repo/ocr-ir-sealed", "plugin_config": ov_config},
     ]
     config = root / "config.json"
     config.write_text(

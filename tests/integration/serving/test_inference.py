@@ -22,7 +22,7 @@ MODELS: dict[str, tuple[Callable[[], np.ndarray], Callable[[], object]]] = {
     "ocr": (ocr_input, ocr_model_path),
     "ocr-sealed": (ocr_input, ocr_model_path),
 }
-OPENVINO = {"ocr-openvino": MODELS["ocr"]}
+OPENVINO = {"ocr-openvino": MODELS["ocr"], "ocr-ir-sealed": MODELS["ocr"]}
 
 
 def expected(model: str) -> dict[str, np.ndarray]:
@@ -78,9 +78,12 @@ def test_tritonclient_defaults_use_the_binary_extension(served: Served) -> None:
     np.testing.assert_array_equal(result.as_numpy("label"), expected("iris")["label"])
 
 
-def test_openvino_backend_matches_within_tolerance(served: Served) -> None:
+@pytest.mark.parametrize("model", sorted(OPENVINO))
+def test_openvino_backend_matches_within_tolerance(served: Served, model: str) -> None:
+    """OpenVINO on the ONNX file (ocr-openvino) and on the IR converted from it, sealed and
+    read from memory (ocr-ir-sealed: model.xml + model.bin)."""
     want = expected("ocr")
-    for got in (infer_http(served, "ocr-openvino", True), infer_grpc(served, "ocr-openvino")):
+    for got in (infer_http(served, model, True), infer_grpc(served, model)):
         (name,) = want
         np.testing.assert_allclose(got[name], want[name], atol=1e-4)
 
