@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING
 
+from modelseal._closing import Closing
 from modelseal.agent.held import CLOSED, Clock, HeldKey, Outcome, Refused, Renewed, Unavailable
 from modelseal.agent.home import AgentHome
 from modelseal.agent.meter import InferenceMeter
@@ -45,7 +45,7 @@ DEFAULT_TIMEOUT = 10.0
 _CLOSED_REASON = "The agent was closed; load the model again once an agent runs"
 
 
-class KeyAgent:
+class KeyAgent(Closing):
     """Releases and holds model keys for this process with the device identity in ``home``.
 
     ``clock`` (aware datetimes; default: the system clock) decides lease expiry, offline grace
@@ -123,17 +123,6 @@ class KeyAgent:
             key.end(CLOSED, _CLOSED_REASON)
         if client is not None:
             client.close()
-
-    def __enter__(self) -> KeyAgent:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"KeyAgent(device {self._home.device_id}, vault {self._home.vault_url})"

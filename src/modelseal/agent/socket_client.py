@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, Final
 
+from modelseal._closing import Closing
 from modelseal.agent._wire import (
     BAD_MESSAGE,
     AgentSocketError,
@@ -44,7 +44,7 @@ _ANSWERS: Final = frozenset({"granted", "ok", "status", "error"})
 log = logging.getLogger(__name__)
 
 
-class AgentSocketClient:
+class AgentSocketClient(Closing):
     """Keys from the agent listening on the Unix socket ``path``."""
 
     def __init__(self, path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -99,17 +99,6 @@ class AgentSocketClient:
             keys, self._keys = list(self._keys), set()
         for key in keys:
             key.close()
-
-    def __enter__(self) -> AgentSocketClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"AgentSocketClient({os.fspath(self.path)!r})"

@@ -20,9 +20,9 @@ import socket
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
+from modelseal._closing import Closing
 from modelseal.agent._unixsocket import Peer, bind_socket, peer_of, remove_socket
 from modelseal.agent._wire import (
     BAD_MESSAGE,
@@ -52,7 +52,7 @@ _INTERNAL: Final = "the agent failed unexpectedly; its log has the details"
 log = logging.getLogger(__name__)
 
 
-class AgentSocketServer:
+class AgentSocketServer(Closing):
     """Serves keys from ``source`` on the Unix socket ``path``; :meth:`start`, then :meth:`close`."""
 
     def __init__(self, source: KeySource, path: Path, *, allow_uids: Iterable[int] = ()) -> None:
@@ -94,17 +94,9 @@ class AgentSocketServer:
         for connection in connections:
             connection.stop()
 
-    def __enter__(self) -> AgentSocketServer:
+    def __enter__(self) -> Self:  # listening from here on; Closing closes on the way out
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _accept(self) -> None:
         assert self._listener is not None  # noqa: S101 - start() set it

@@ -6,8 +6,8 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
+from modelseal._closing import Closing
 from modelseal.agent.source import KeySource, ModelKey
 from modelseal.cfs.cache import DEFAULT_CACHE_SEGMENTS
 from modelseal.cfs.lease import KEY_RECHECK_SECONDS, LeaseGuard
@@ -19,7 +19,7 @@ __all__ = ["CfsSession"]
 log = logging.getLogger(__name__)
 
 
-class CfsSession:
+class CfsSession(Closing):
     """Open ``sealed``, acquire its key from ``source`` under ``license_token``, and offer the
     plaintext view. The model name and version come from the signed manifest. Closing releases
     the key (the lease then runs out at the vault) and the package; the source stays open."""
@@ -57,14 +57,3 @@ class CfsSession:
         self.view.close()
         self.model_key.close()
         self.package.close()
-
-    def __enter__(self) -> CfsSession:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

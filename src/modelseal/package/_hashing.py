@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from types import TracebackType
+
+from modelseal._closing import Closing
 
 __all__ = ["BackgroundSha256"]
 
 
-class BackgroundSha256:
+class BackgroundSha256(Closing):
     def __init__(self, depth: int = 4) -> None:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
@@ -36,14 +37,3 @@ class BackgroundSha256:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-    def __enter__(self) -> BackgroundSha256:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

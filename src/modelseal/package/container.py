@@ -13,8 +13,8 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from modelseal._closing import Closing
 from modelseal.package.errors import PackageError
 from modelseal.package.manifest import validate_relative_path
 
@@ -47,7 +47,7 @@ class FileSource:
         return done
 
 
-class Container:
+class Container(Closing):
     """The entries of one package; use as a context manager to release the file descriptors."""
 
     def __init__(
@@ -82,17 +82,6 @@ class Container:
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
-
-    def __enter__(self) -> Container:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_container(path: Path) -> Container:

@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from modelseal._closing import Closing
 from modelseal.crypto import Certificate, DataKey, DecryptionError, FormatError, SegmentReader
 from modelseal.package.container import Container, FileSource, open_container
 from modelseal.package.errors import IntegrityError, PackageError
@@ -93,7 +93,7 @@ def _digest(source: FileSource, progress: Progress) -> str:
     return digest.hexdigest()
 
 
-class SealedPackage:
+class SealedPackage(Closing):
     """An open sealed package (directory or archive). Use as a context manager."""
 
     def __init__(self, container: Container, manifest: Manifest, signer: Signer) -> None:
@@ -183,17 +183,6 @@ class SealedPackage:
 
     def close(self) -> None:
         self.container.close()
-
-    def __enter__(self) -> SealedPackage:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def verify_package(

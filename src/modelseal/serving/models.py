@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelseal._closing import Closing
 from modelseal.agent.source import (
     InferenceLimitError,
     KeySource,
@@ -114,7 +115,7 @@ def _license_stamp(path: Path | None) -> tuple[int, str] | None:
         return None
 
 
-class ModelManager:
+class ModelManager(Closing):
     """Every configured model version; thread-safe; use as a context manager or call close()."""
 
     def __init__(
@@ -165,12 +166,6 @@ class ModelManager:
                 version.reason = Reason("SHUTDOWN", "the server is shutting down")
             if key is not None:
                 key.close()
-
-    def __enter__(self) -> ModelManager:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- lookup -----------------------------------------------------------------------------
 

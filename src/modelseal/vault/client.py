@@ -22,12 +22,12 @@ import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from modelseal._closing import Closing
 from modelseal.crypto import KeyFormatError, load_certificates, spki_sha256
 from modelseal.errors import Error, UsageError
 from modelseal.vault.api import schemas as s
@@ -80,7 +80,7 @@ class VaultConnectionError(Error):
     code = "VAULT_UNREACHABLE"
 
 
-class VaultClient:
+class VaultClient(Closing):
     """One keep-alive HTTPS connection pool to one vault. Use as a context manager."""
 
     def __init__(
@@ -171,17 +171,6 @@ class VaultClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> VaultClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- open routes ----------------------------------------------------------------------------
 

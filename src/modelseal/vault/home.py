@@ -30,9 +30,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, NoReturn
 
+from modelseal._closing import Closing
 from modelseal.crypto import (
     Certificate,
     CertificateAuthority,
@@ -332,7 +332,7 @@ class VaultHome:
         return f"VaultHome({str(self.path)!r}, vault_id={self.settings.vault_id!r})"
 
 
-class UnlockedVault:
+class UnlockedVault(Closing):
     """A vault home with its master key open and its private keys in memory.
 
     Close it (or use ``with``) to release the master key (a PKCS#11 login). Never pickled; its
@@ -387,17 +387,6 @@ class UnlockedVault:
 
     def close(self) -> None:
         self.master_key.close()
-
-    def __enter__(self) -> UnlockedVault:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("an unlocked vault cannot be pickled")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from uvicorn import Config, Server
 
+from modelseal._closing import Closing
 from modelseal._files import write_all
 from modelseal.crypto import SigningKey
 from modelseal.errors import Error
@@ -78,7 +79,7 @@ class ServeError(Error):
     code = "VAULT_SERVE"
 
 
-class VaultServer:
+class VaultServer(Closing):
     """The vault app on a uvicorn server with the vault's TLS certificate and client CA.
 
     Build it, then :meth:`run` (blocks; in the main thread it handles SIGTERM/SIGINT) or
@@ -139,12 +140,6 @@ class VaultServer:
 
     def close(self) -> None:
         self.service.close()
-
-    def __enter__(self) -> VaultServer:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 class _Server(Server):

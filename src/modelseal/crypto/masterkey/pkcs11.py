@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, NoReturn
 
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import GCMParams
 
+from modelseal._closing import Closing
 from modelseal.crypto.datakey import KEY_SIZE, DataKey
 from modelseal.crypto.errors import DecryptionError
 from modelseal.crypto.masterkey._token import (
@@ -62,7 +62,7 @@ _KEY_TEMPLATE = {
 log = logging.getLogger(__name__)
 
 
-class Pkcs11MasterKey:
+class Pkcs11MasterKey(Closing):
     """A master key that is a non-extractable AES-256 object in a PKCS#11 token.
 
     No public constructor and no pickling; :meth:`create` makes the key object in the token,
@@ -249,17 +249,6 @@ class Pkcs11MasterKey:
             self._key = self._key_session = None
             if link is not None:
                 detach(self._module, link)
-
-    def __enter__(self) -> Pkcs11MasterKey:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def _token_label(self) -> str:

@@ -11,9 +11,9 @@ the version a blob names in its header.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
 from typing import NoReturn
 
+from modelseal._closing import Closing
 from modelseal.crypto.datakey import DataKey
 from modelseal.crypto.errors import DecryptionError, FormatError
 from modelseal.crypto.masterkey.base import MasterKey, MasterKeyError, master_version_of
@@ -21,7 +21,7 @@ from modelseal.crypto.masterkey.base import MasterKey, MasterKeyError, master_ve
 __all__ = ["MasterKeyRing"]
 
 
-class MasterKeyRing:
+class MasterKeyRing(Closing):
     """Master keys of one kind by version; the newest is the current one.
 
     The ring owns its keys: :meth:`close` closes every one of them. A ring is never pickled
@@ -106,17 +106,6 @@ class MasterKeyRing:
                 failure = failure or exc
         if failure is not None:
             raise failure
-
-    def __enter__(self) -> MasterKeyRing:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"MasterKeyRing({', '.join(map(repr, self._keys.values()))})"

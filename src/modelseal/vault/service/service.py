@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from modelseal._closing import Closing
 from modelseal.crypto import Certificate, jwks
 from modelseal.licensing import Policy, VersionSpec
 from modelseal.vault.home import UnlockedVault
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["VaultService"]
 
 
-class VaultService:
+class VaultService(Closing):
     """Models, customers, enrolment, licenses, key release, leases and audit of one vault.
 
     ``actor`` (admin calls) is who asks, for the audit log: the subject of the admin certificate.
@@ -88,17 +88,6 @@ class VaultService:
     def close(self) -> None:
         if self._owns_engine:
             self._core.engine.dispose()
-
-    def __enter__(self) -> VaultService:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- models ---------------------------------------------------------------------------------
 
