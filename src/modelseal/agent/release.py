@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from modelseal.crypto import DataKey, DecryptionError, keys_from_jwks
 from modelseal.crypto.hpke import EphemeralPrivateKey, Kem, open_data_key, release_info
 from modelseal.errors import Error, UsageError
-from modelseal.licensing import License, parse_license
+from modelseal.licensing import License, Refusal, parse_license
 
 if TYPE_CHECKING:
     from modelseal.vault.client import VaultClient
@@ -82,8 +82,7 @@ def request_key(
     from modelseal.vault.api.schemas import KeyReleaseRequest
 
     token = license_token.strip()
-    # The license must be this vault's before a nonce is spent on it (the vault checks it again).
-    license_ = parse_license(token, keys_from_jwks(client.license_keys()), now=None)
+    license_ = _local_license(client, token)
     if model_version is None:
         model_version = _only_version(license_.versions.ranges, model_name)
     challenge = client.challenge()
@@ -134,6 +133,20 @@ def request_key(
         model_name=model_name,
         model_version=model_version,
     )
+
+
+def _local_license(client: VaultClient, token: str) -> License:
+    """The license, checked against this vault's license keys before a nonce is spent on it (the
+    vault checks it again). The keys are fetched once per client; a license that does not verify
+    against them is tried once more against a fresh copy (the vault may have a new key)."""
+    known = client.license_keys()
+    try:
+        return parse_license(token, keys_from_jwks(known), now=None)
+    except Refusal:
+        fresh = client.license_keys(refresh=True)
+        if fresh == known:
+            raise
+        return parse_license(token, keys_from_jwks(fresh), now=None)
 
 
 def _only_version(ranges: tuple[tuple[int, int], ...], model_name: str) -> int:

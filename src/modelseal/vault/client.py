@@ -94,6 +94,7 @@ class VaultClient(Closing):
         self.url = _base_url(url)
         self._client_cert = client_cert
         self._http = httpx.Client(base_url=self.url, verify=context, timeout=timeout)
+        self._jwks: dict[str, Any] | None = None
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -180,9 +181,12 @@ class VaultClient(Closing):
     def ca_pem(self) -> bytes:
         return self._text("GET", "/v1/ca").encode("ascii")
 
-    def license_keys(self) -> dict[str, Any]:
-        """The JWKS of the license-signing keys."""
-        return self._call("GET", "/v1/license-keys", s.JWKS).model_dump(mode="json")
+    def license_keys(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The JWKS of the license-signing keys, fetched once per client (``refresh``: again,
+        e.g. when a license names a key the copy does not have)."""
+        if self._jwks is None or refresh:
+            self._jwks = self._call("GET", "/v1/license-keys", s.JWKS).model_dump(mode="json")
+        return self._jwks
 
     def import_key_pem(self) -> bytes:
         return self._text("GET", "/v1/import-key").encode("ascii")

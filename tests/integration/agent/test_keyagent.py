@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import httpx
 import pytest
 
 from modelseal.agent import (
@@ -197,3 +199,24 @@ def test_a_timeout_must_be_positive(running: World, timeout: float) -> None:
         lambda: KeyAgent(running.device, timeout=timeout),
         f"timeout must be a positive number of seconds, not {timeout!r}",
     )
+
+
+def _license_key_fetches(world: World) -> float:
+    """How many times the vault answered GET /v1/license-keys (its own request counter)."""
+    ca = ssl.create_default_context(cafile=world.vault.home.path / "ca" / "ca.pem")
+    text = httpx.get(f"{world.url}/metrics", verify=ca, timeout=10).text
+    pattern = re.compile(
+        r'^modelseal_vault_http_requests_total\{[^}]*route="/v1/license-keys"[^}]*\} (\S+)$', re.M
+    )
+    return sum(float(value) for value in pattern.findall(text))
+
+
+def test_the_license_keys_are_fetched_once_per_agent(running: World) -> None:
+    """Each release checks the license locally first; the vault's keys for that are fetched by
+    the first release only, not on every one."""
+    _, token = running.issue()
+    before = _license_key_fetches(running)
+    with KeyAgent(running.device) as agent:
+        for _ in range(3):
+            agent.acquire(token, "iris", 1).close()
+    assert _license_key_fetches(running) - before == 1
