@@ -9,7 +9,7 @@ in every process of one vault), of ``"challenge" 0x00 ‖ the first 24 bytes ‖
 certificate that asked``. So a nonce is bound to the certificate it was issued to and carries its
 own expiry; issuing one touches no table, and any vault process sharing the database accepts it.
 
-Single use is enforced where it matters, in the key release transaction: :func:`check_nonce`
+Single use is enforced where it matters, in the key release transaction: :meth:`Challenges.check`
 verifies the tag, the certificate and the expiry, and the release then records the nonce's hash
 with :func:`~modelseal.vault.db.use_nonce`, which inserts nothing for a nonce already recorded.
 Records are swept once their nonce has expired (an expired nonce is refused before any lookup).
@@ -33,7 +33,7 @@ from modelseal.vault.db import from_micros, to_micros
 from modelseal.vault.service._core import Core
 from modelseal.vault.service.views import Challenge
 
-__all__ = ["Challenges", "CheckedNonce", "check_nonce"]
+__all__ = ["Challenges", "CheckedNonce"]
 
 _VERSION: Final = 1
 _RANDOM: Final = 15
@@ -77,24 +77,19 @@ class Challenges:
         """The nonce checked: this vault issued it to ``device`` and it has not expired;
         otherwise a :class:`Refusal` NONCE_INVALID. (Whether it was used is the release's
         question: see :func:`~modelseal.vault.db.use_nonce`.)"""
-        return check_nonce(self._key, nonce, device.fingerprint, now)
-
-
-def check_nonce(key: MacKey, nonce: str, fingerprint: str, now: datetime) -> CheckedNonce:
-    """See :meth:`Challenges.check`."""
-    refusal = Refusal(RefusalCode.NONCE_INVALID)
-    if not isinstance(nonce, str) or len(nonce) != _TEXT or not nonce.isascii():
-        raise refusal
-    try:
-        token = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-    except (binascii.Error, ValueError):
-        raise refusal from None
-    if len(token) != _SIZE:
-        raise refusal
-    body, tag = token[: _BODY.size], token[_BODY.size :]
-    if not hmac.compare_digest(tag, _tag(key, body, fingerprint)):
-        raise refusal
-    version, _, expires = _BODY.unpack(body)
-    if version != _VERSION or expires <= to_micros(now):
-        raise refusal
-    return CheckedNonce(hashlib.sha256(token).hexdigest(), from_micros(expires))
+        refusal = Refusal(RefusalCode.NONCE_INVALID)
+        if not isinstance(nonce, str) or len(nonce) != _TEXT or not nonce.isascii():
+            raise refusal
+        try:
+            token = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (binascii.Error, ValueError):
+            raise refusal from None
+        if len(token) != _SIZE:
+            raise refusal
+        body, tag = token[: _BODY.size], token[_BODY.size :]
+        if not hmac.compare_digest(tag, _tag(self._key, body, device.fingerprint)):
+            raise refusal
+        version, _, expires = _BODY.unpack(body)
+        if version != _VERSION or expires <= to_micros(now):
+            raise refusal
+        return CheckedNonce(hashlib.sha256(token).hexdigest(), from_micros(expires))

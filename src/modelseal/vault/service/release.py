@@ -77,7 +77,7 @@ class Releases:
         self._challenges = challenges
         self._keys = ModelKeys(core)
         self._seats = Seats()
-        self._granted = itertools.count(1)
+        self._attempts = itertools.count(1)
 
     def release(self, device: Certificate, request: ReleaseRequest) -> ReleaseGrant:
         core = self._core
@@ -102,7 +102,7 @@ class Releases:
             license_ = refusal
         if isinstance(license_, License):
             attempt.details["license"] = license_.id
-        sweep = next(self._granted) % _SWEEP_EVERY == 0
+        sweep = next(self._attempts) % _SWEEP_EVERY == 0
         try:
             nonce = self._challenges.check(request.nonce, device, now)
             # Evidence is verified outside the transaction (it can take milliseconds) and its
@@ -193,7 +193,7 @@ class Releases:
         # 4-6: device binding, evidence, loads
         policy = license_.policy
         self._seats.bind(conn, license_, device_id, now, attempt)
-        _check_evidence(request, policy.require_evidence, evidence)
+        _check_evidence(request, evidence)
         if not take_load(conn, license_.id, now):
             raise Refusal(
                 RefusalCode.USAGE_EXHAUSTED,
@@ -361,7 +361,7 @@ def _verify_evidence(
     )
 
 
-def _check_evidence(request: ReleaseRequest, required: str, evidence: _Evidence | None) -> None:
+def _check_evidence(request: ReleaseRequest, evidence: _Evidence | None) -> None:
     if evidence is not None:
         if evidence.refusal is not None:
             raise evidence.refusal
