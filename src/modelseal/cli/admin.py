@@ -34,12 +34,13 @@ from modelseal.licensing import (
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from modelseal.vault.api.schemas import LicenseRecord
+    from modelseal.vault.api.schemas import Device, LicenseRecord
     from modelseal.vault.client import VaultClient
 
 __all__ = ["COMMANDS", "customer", "device", "license_", "model"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V", bound="BaseModel")
 _DIR = click.Path(path_type=Path, file_okay=False)
 _DEFAULT_REASON = "revoked by the model controller"
 
@@ -84,6 +85,15 @@ def _json_out(value: BaseModel | list[Any]) -> None:
         click.echo(value.model_dump_json(indent=2))
 
 
+def _list_out(items: list[V], as_json: bool, row: Callable[[V], str]) -> None:
+    """A listing: JSON with ``--json``, else one tab-separated ``row`` per item."""
+    if as_json:
+        _json_out(items)
+        return
+    for item in items:
+        click.echo(row(item))
+
+
 def _when(value: Any) -> str:
     return "-" if value is None else format_datetime(value)
 
@@ -120,11 +130,9 @@ def model_list(as_json: bool, vault_url: str | None, admin_dir: Path | None) -> 
     """List the registered models."""
     with admin_client(vault_url, admin_dir) as client:
         models = client.list_models()
-    if as_json:
-        _json_out(models)
-        return
-    for view in models:
-        click.echo(f"{view.name}:{view.version}\t{view.model_id}\t{_when(view.registered_at)}")
+    _list_out(
+        models, as_json, lambda v: f"{v.name}:{v.version}\t{v.model_id}\t{_when(v.registered_at)}"
+    )
 
 
 # --- customer --------------------------------------------------------------------------------------
@@ -152,11 +160,7 @@ def customer_list(as_json: bool, vault_url: str | None, admin_dir: Path | None) 
     """List the customers."""
     with admin_client(vault_url, admin_dir) as client:
         customers = client.list_customers()
-    if as_json:
-        _json_out(customers)
-        return
-    for view in customers:
-        click.echo(f"{view.name}\t{_when(view.created_at)}")
+    _list_out(customers, as_json, lambda v: f"{v.name}\t{_when(v.created_at)}")
 
 
 # --- device ----------------------------------------------------------------------------------------
@@ -201,12 +205,12 @@ def device_list(
     """List the enrolled devices."""
     with admin_client(vault_url, admin_dir) as client:
         devices = client.list_devices(customer=customer)
-    if as_json:
-        _json_out(devices)
-        return
-    for view in devices:
-        state = "active" if view.revoked_at is None else f"revoked {_when(view.revoked_at)}"
-        click.echo(f"{view.id}\t{view.customer}\t{_when(view.enrolled_at)}\t{state}")
+    _list_out(devices, as_json, _device_row)
+
+
+def _device_row(view: Device) -> str:
+    state = "active" if view.revoked_at is None else f"revoked {_when(view.revoked_at)}"
+    return f"{view.id}\t{view.customer}\t{_when(view.enrolled_at)}\t{state}"
 
 
 @device.command("revoke")
@@ -457,15 +461,14 @@ def license_list(
     """List licenses."""
     with admin_client(vault_url, admin_dir) as client:
         records = client.list_licenses(customer=customer)
-    if as_json:
-        _json_out(records)
-        return
-    for record in records:
-        used = f"{record.loads_used}/{record.max_loads or '∞'} loads"
-        click.echo(
-            f"{record.id}\t{record.customer}\t{record.model}:{record.versions}\t"
-            f"{record.state}\t{used}"
-        )
+    _list_out(records, as_json, _license_row)
+
+
+def _license_row(record: LicenseRecord) -> str:
+    used = f"{record.loads_used}/{record.max_loads or '∞'} loads"
+    return (
+        f"{record.id}\t{record.customer}\t{record.model}:{record.versions}\t{record.state}\t{used}"
+    )
 
 
 def _describe(record: LicenseRecord) -> list[str]:
