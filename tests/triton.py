@@ -30,3 +30,29 @@ def release_http(client: Any) -> None:
     client.close()
     del client
     gc.collect()
+
+
+def infer_http(client: Any, model: str, array: Any, *, binary: bool) -> dict[str, Any]:
+    """One FP32 inference of ``model`` over REST, every output by name (binary or JSON both
+    ways), with the input and output names read from the model's metadata."""
+    import tritonclient.http as httpclient
+
+    meta = client.get_model_metadata(model)
+    tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    outputs = [
+        httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
+    ]
+    result = client.infer(model, [tensor], outputs=outputs)
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+
+
+def infer_grpc(client: Any, model: str, array: Any) -> dict[str, Any]:
+    """The same over gRPC (every output, raw contents both ways)."""
+    import tritonclient.grpc as grpcclient
+
+    meta = client.get_model_metadata(model, as_json=True)
+    tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
+    tensor.set_data_from_numpy(array)
+    result = client.infer(model, [tensor])
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}

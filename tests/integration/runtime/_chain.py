@@ -35,6 +35,7 @@ from modelseal.licensing import Policy
 from modelseal.package import seal
 from modelseal.vault.api.schemas import LicenseRequest, PolicyTerms
 from modelseal.vault.client import VaultClient
+from tests import triton
 from tests.conftest import make_identity
 from tests.integration.agent._world import VaultControl
 from tests.integration.vault._server import free_port
@@ -440,31 +441,13 @@ def grpc_client(server: Server, *, client_cert: bool = True) -> Any:
 def infer_http(
     server: Server, model: str, array: np.ndarray, *, binary: bool
 ) -> dict[str, np.ndarray]:
-    import tritonclient.http as httpclient
-
     client = http_client(server)
     try:
-        meta = client.get_model_metadata(model)
-        tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-        tensor.set_data_from_numpy(array, binary_data=binary)
-        outputs = [
-            httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
-        ]
-        result = client.infer(model, [tensor], outputs=outputs)
-        return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+        return triton.infer_http(client, model, array, binary=binary)
     finally:
         release_http(client)
 
 
 def infer_grpc(server: Server, model: str, array: np.ndarray) -> dict[str, np.ndarray]:
-    import tritonclient.grpc as grpcclient
-
-    client = grpc_client(server)
-    try:
-        meta = client.get_model_metadata(model, as_json=True)
-        tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-        tensor.set_data_from_numpy(array)
-        result = client.infer(model, [tensor])
-        return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
-    finally:
-        client.close()
+    with grpc_client(server) as client:
+        return triton.infer_grpc(client, model, array)

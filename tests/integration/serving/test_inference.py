@@ -12,6 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from tests import triton
 from tests.conftest import onnx_example_path
 from tests.integration.serving.conftest import Served, iris_input, ocr_input, ocr_model_path
 from tests.triton import triton_http
@@ -36,24 +37,13 @@ def expected(model: str) -> dict[str, np.ndarray]:
 def infer_http(served: Served, model: str, binary: bool) -> dict[str, np.ndarray]:
     array = {**MODELS, **OPENVINO}[model][0]()
     with triton_http(served.rest_url) as client:
-        meta = client.get_model_metadata(model)
-        tensor = httpclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-        tensor.set_data_from_numpy(array, binary_data=binary)
-        outputs = [
-            httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
-        ]
-        result = client.infer(model, [tensor], outputs=outputs)
-    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+        return triton.infer_http(client, model, array, binary=binary)
 
 
 def infer_grpc(served: Served, model: str) -> dict[str, np.ndarray]:
     array = {**MODELS, **OPENVINO}[model][0]()
     with grpcclient.InferenceServerClient(served.grpc_url) as client:
-        meta = client.get_model_metadata(model, as_json=True)
-        tensor = grpcclient.InferInput(meta["inputs"][0]["name"], list(array.shape), "FP32")
-        tensor.set_data_from_numpy(array)
-        result = client.infer(model, [tensor])  # every output, raw contents both ways
-    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+        return triton.infer_grpc(client, model, array)
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
