@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelseal.errors import UsageError
+
+if TYPE_CHECKING:
+    from modelseal.agent.source import KeySource
+    from modelseal.serving.settings import ServeSettings
 
 __all__ = ["serve"]
 
@@ -96,7 +100,7 @@ def _serve(settings: Any) -> None:
     ModelServer(settings, config, key_source).run()
 
 
-def _key_source(settings: Any) -> Any:
+def _key_source(settings: ServeSettings) -> KeySource:
     if settings.agent_home is not None:
         from modelseal.agent import AgentHome, default_evidence
         from modelseal.agent.keyagent import KeyAgent

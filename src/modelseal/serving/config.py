@@ -41,6 +41,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_NAME_RULE = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _OVMS_IGNORED = frozenset(
     {
         "batch_size",
@@ -157,9 +158,7 @@ class _Model(BaseModel):
     @classmethod
     def _name(cls, name: str) -> str:
         if not _NAME.match(name):
-            raise ValueError(
-                "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
+            raise ValueError(_NAME_RULE)
         return name
 
     @model_validator(mode="after")
@@ -289,8 +288,5 @@ def single_model_config(
 ) -> ServerConfig:
     """``--model-name N --model-path PATH``: one model, latest version, like OVMS."""
     if not _NAME.match(name):
-        raise ConfigError(
-            f"model name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+        raise ConfigError(f"model name {name!r} is not allowed: {_NAME_RULE}")
     return ServerConfig((ModelConfig(name, base_path, license=license, backend=backend),))

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelseal import __version__
 from modelseal.serving.backends import TensorSpec
-from modelseal.serving.errors import InvalidRequestError, ModelUnavailableError
+from modelseal.serving.errors import InvalidRequestError
 from modelseal.serving.metrics import Metrics
 from modelseal.serving.models import ModelManager, ModelVersion, State
 from modelseal.serving.tensors import Array
@@ -147,7 +147,7 @@ class DataPlane:
                 found.name, str(found.version), time.perf_counter() - started
             )
         if found.state is not State.AVAILABLE:  # the lease ended while this ran
-            raise found.unavailable() if found.reason else ModelUnavailableError(where)
+            raise found.unavailable()
         specs = {spec.name: spec for spec in backend.outputs}
         return InferResponse(
             model_name=found.name,

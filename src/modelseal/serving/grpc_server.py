@@ -45,8 +45,6 @@ def _decode(request: Any) -> InferRequest:
     for index, tensor in enumerate(request.inputs):
         label = f"input {tensor.name!r}"
         shape = tuple(tensor.shape)
-        if any(dim < 0 for dim in shape):
-            raise InvalidRequestError(f"{label}: shape {list(shape)} must hold integers ≥ 0")
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidRequestError(f"{label} has both contents and raw_input_contents")

@@ -122,7 +122,7 @@ class Metrics:
     def track(
         self, interface: str, method: str, name: str = "", version: str = ""
     ) -> Iterator[RequestTracker]:
-        name, version = self._labels(name, version or "")
+        name, version = self._labels(name, version)
         tracker = RequestTracker()
         gauge = self.current.labels(name, version)
         gauge.inc()

@@ -43,7 +43,13 @@ from modelseal.serving.errors import (
     ModelUnavailableError,
     TooManyInferencesError,
 )
-from modelseal.serving.repository import ModelFormat, VersionSource, find_model_file, scan
+from modelseal.serving.repository import (
+    LICENSE_NAME,
+    ModelFormat,
+    VersionSource,
+    find_model_file,
+    scan,
+)
 
 __all__ = ["ModelManager", "ModelVersion", "Reason", "State"]
 
@@ -233,11 +239,12 @@ class ModelManager(Closing):
             version.state = State.LOADING
             version.license_stamp = _license_stamp(version.source.license)
         where = f"model {version.name} version {version.version}"
+        sealed = version.source.sealed
         try:
-            if version.source.sealed is None:
+            if sealed is None:
                 backend, key = self._load_plain(version), None
             else:
-                backend, key = self._load_sealed(version)
+                backend, key = self._load_sealed(version, sealed)
         except Error as exc:
             _log.error("%s did not load: %s", where, exc.message)
             self._set_failed(version, Reason(exc.code, exc.message))
@@ -265,31 +272,15 @@ class ModelManager(Closing):
         with self._lock:
             version.state, version.reason = State.END, reason
 
-    def _options(self, version: ModelVersion, *, sealed: bool) -> LoadOptions:
-        config = version.config
-        return LoadOptions(
-            target_device=config.target_device,
-            nireq=config.nireq,
-            plugin_config=config.plugin_config,
-            allow_cache=not sealed,
-        )
-
     def _load_plain(self, version: ModelVersion) -> Backend:
         root = version.source.path
         paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         model_file, model_format = find_model_file(paths, str(root))
-        files = {p: (root / p).read_bytes() for p in paths if p != "license.jws"}
-        backend_name: BackendName = version.config.backend or (
-            "openvino" if model_format == "openvino" else "onnxruntime"
-        )
-        return _backend(
-            backend_name, model_format, files, model_file, self._options(version, sealed=False)
-        )
+        files = {p: (root / p).read_bytes() for p in paths if p != LICENSE_NAME}
+        return _backend(version.config, model_format, files, model_file, sealed=False)
 
-    def _load_sealed(self, version: ModelVersion) -> tuple[Backend, ModelKey]:
+    def _load_sealed(self, version: ModelVersion, sealed: Path) -> tuple[Backend, ModelKey]:
         source = version.source
-        if source.sealed is None:
-            raise ConfigError(f"{source.path} is not a sealed package")
         if self._key_source is None:
             raise ConfigError(
                 "a sealed model needs a key agent; start the server with --agent-home or --agent-socket"
@@ -300,7 +291,7 @@ class ModelManager(Closing):
                 "model's license field)"
             )
         token = source.license.read_text(encoding="utf-8").strip()
-        with SealedPackage.open(source.sealed) as package:
+        with SealedPackage.open(sealed) as package:
             manifest = package.manifest
             if manifest.model.version != source.version:
                 _log.warning(
@@ -311,27 +302,19 @@ class ModelManager(Closing):
                     manifest.model.version,
                 )
             paths = [entry.path for entry in manifest.files]
-            model_file, model_format = find_model_file(paths, str(source.sealed))
+            model_file, model_format = find_model_file(paths, str(sealed))
             key = self._key_source.acquire(token, manifest.model.name, manifest.model.version)
+            buffers: dict[str, bytes | memoryview] = {}
             try:
-                buffers = {path: package.reader(path, key.key).read_all() for path in paths}
-                try:
-                    backend_name: BackendName = version.config.backend or (
-                        "openvino" if model_format == "openvino" else "onnxruntime"
-                    )
-                    backend = _backend(
-                        backend_name,
-                        model_format,
-                        buffers,
-                        model_file,
-                        self._options(version, sealed=True),
-                    )
-                finally:
-                    for buffer in buffers.values():
-                        wipe(buffer)
+                for path in paths:
+                    buffers[path] = package.reader(path, key.key).read_all()
+                backend = _backend(version.config, model_format, buffers, model_file, sealed=True)
             except BaseException:
                 key.close()
                 raise
+            finally:
+                for buffer in buffers.values():
+                    wipe(buffer)
         return backend, key
 
     # --- leases and licenses ----------------------------------------------------------------
@@ -383,13 +366,23 @@ class _LoadFailedError(Error):
 
 
 def _backend(
-    name: BackendName,
+    config: ModelConfig,
     model_format: ModelFormat,
     files: Mapping[str, bytes | memoryview],
     model_file: str,
-    options: LoadOptions,
+    *,
+    sealed: bool,
 ) -> Backend:
     """Load a backend; its own error text (which may describe the model) goes to the log only."""
+    name: BackendName = config.backend or (
+        "openvino" if model_format == "openvino" else "onnxruntime"
+    )
+    options = LoadOptions(
+        target_device=config.target_device,
+        nireq=config.nireq,
+        plugin_config=config.plugin_config,
+        allow_cache=not sealed,
+    )
     try:
         return load_backend(name, model_format, files, model_file, options)
     except Exception as exc:

@@ -42,10 +42,6 @@ class VersionSource:
     license: Path | None
     """The license file of a sealed version (it may not exist yet)."""
 
-    @property
-    def kind(self) -> str:
-        return "sealed" if self.sealed is not None else "plain"
-
 
 def _versions(base: Path, model: str) -> list[int]:
     try:

@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -184,7 +185,7 @@ class ModelServer:
         while not self._uvicorn.started:
             if not self._thread.is_alive():
                 raise ConfigError("the REST server failed to start; the log has the details")
-            threading.Event().wait(0.01)
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self._uvicorn.should_exit = True

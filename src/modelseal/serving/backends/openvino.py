@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import openvino as ov
 
+from modelseal.serving._memory import wipe
 from modelseal.serving.backends import LoadOptions, TensorSpec
 from modelseal.serving.errors import ConfigError, InvalidRequestError
 from modelseal.serving.tensors import Array, datatype_of
@@ -37,19 +38,23 @@ def _read_model(
     files: Mapping[str, bytes | memoryview],
     model_file: str,
 ) -> Any:
-    model = bytes(memoryview(files[model_file]))  # our own copy, wiped after compiling
     if model_format == "onnx":
         if len(files) > 1:
             raise ConfigError(
                 "OpenVINO reads an ONNX model from memory only when it has no external data files; "
                 "use the onnxruntime backend for this model"
             )
-        return core.read_model(model, ov.Tensor(np.empty(0, dtype=np.uint8)))
-    weights_file = model_file[: -len(".xml")] + ".bin"
-    if weights_file not in files:
-        raise ConfigError(f"the OpenVINO IR {model_file} has no weights file {weights_file}")
-    weights = np.frombuffer(files[weights_file], dtype=np.uint8)
-    return core.read_model(model, ov.Tensor(weights))
+        weights = np.empty(0, dtype=np.uint8)
+    else:
+        weights_file = model_file[: -len(".xml")] + ".bin"
+        if weights_file not in files:
+            raise ConfigError(f"the OpenVINO IR {model_file} has no weights file {weights_file}")
+        weights = np.frombuffer(files[weights_file], dtype=np.uint8)
+    model = bytes(memoryview(files[model_file]))  # our own copy: read_model copies it again
+    try:
+        return core.read_model(model, ov.Tensor(weights))
+    finally:
+        wipe(model)
 
 
 class OpenVINOBackend:
