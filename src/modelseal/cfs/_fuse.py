@@ -47,7 +47,8 @@ class _Operations(mfusepy.Operations):  # type: ignore[misc]
         self._dir_mode = 0o555 if readable_by_all else 0o500
         self._mtime = int(view.tree.mtime * _NS)
         self._lock = threading.Lock()
-        self._dirs: list[Node] = []
+        self._dirs: list[Node] = []  # readdir's handle is an index here; one entry per directory
+        self._dir_handles: dict[str, int] = {}
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         if conn is not None:
@@ -88,8 +89,11 @@ class _Operations(mfusepy.Operations):  # type: ignore[misc]
         if not node.is_dir:
             raise mfusepy.FuseOSError(errno.ENOTDIR)
         with self._lock:  # readdir gets no path (nopath mode): remember the node by handle
-            self._dirs.append(node)
-            return len(self._dirs) - 1
+            handle = self._dir_handles.get(node.path)
+            if handle is None:
+                handle = self._dir_handles[node.path] = len(self._dirs)
+                self._dirs.append(node)
+            return handle
 
     def readdir(self, path: str | None, fh: int) -> list[str]:
         return [".", "..", *self._dirs[fh].children]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
+from modelseal.errors import UsageError
+from modelseal.licensing.durations import parse_datetime
 from modelseal.package import FileEntry, Manifest
 
 __all__ = ["Node", "Tree"]
@@ -60,9 +61,6 @@ class Tree:
 
 def _timestamp(created: str) -> float:
     try:
-        when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_datetime(created).timestamp()
+    except UsageError:
         return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()

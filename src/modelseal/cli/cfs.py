@@ -217,11 +217,12 @@ def run(
 
     token = _read_license(license_file)
     check_fuse(allow_other=allow_other)
-    created = not mountpoint.exists()
-    if created:
-        mountpoint.mkdir(parents=True, mode=0o700)
-    source = _key_source(agent_home, agent_socket)
+    source = _key_source(agent_home, agent_socket)  # before mkdir: a bad choice leaves no dir
+    created = False
     try:
+        if not mountpoint.exists():
+            mountpoint.mkdir(parents=True, mode=0o700)
+            created = True
         _log_to_stderr()
         with CfsSession(sealed, source, token, cache_segments=cache_segments) as session:
             result = run_program(
@@ -233,7 +234,9 @@ def run(
             mountpoint.rmdir()
     if result.lease_ended is not None:
         click.echo(
-            f"error: stopped {command[0]}: the lease ended ({result.lease_ended.code})", err=True
+            f"error: stopped {command[0]}: the lease ended "
+            f"({result.lease_ended.code or 'LEASE_ENDED'})",
+            err=True,
         )
         sys.exit(EXIT_LEASE_ENDED)
     sys.exit(result.returncode)

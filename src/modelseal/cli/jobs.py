@@ -196,7 +196,7 @@ def _describe(status: JobStatus) -> str:
         parts.append(f"signal {status.signal}")
     if status.node:
         parts.append(f"on {status.node}")
-    if status.reason and status.reason != "None":
+    if status.reason:  # Slurm's placeholders (None, N/A) were dropped when parsing
         parts.append(f"reason: {status.reason}")
     return f"job {status.id} ({status.name}): " + ", ".join(parts)
 

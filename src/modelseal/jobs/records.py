@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from modelseal.errors import UsageError
-from modelseal.jobs._parse import first, parse_exit_code
+from modelseal.jobs._parse import _JOB_ID, first, parse_exit_code
 from modelseal.jobs.script import error_file_name, output_file_name
 
 __all__ = [
@@ -130,7 +130,7 @@ class JobLogs:
 
 def job_id_of(job: Job | str) -> str:
     job_id = job.id if isinstance(job, Job) else str(job).strip()
-    if not re.fullmatch(r"\d+(?:_\d+)?", job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise UsageError(f"{job_id!r} is not a Slurm job id")
     return job_id
 

@@ -11,10 +11,10 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelseal._files import replace_file
 from modelseal.errors import Error, UsageError
 from modelseal.jobs._parse import parse_submit_output
 from modelseal.jobs.errors import JobError, SchedulerUnavailableError, SubmitError
@@ -110,19 +110,6 @@ def prepare(
     return spec, base
 
 
-def _write_script(path: Path, text: str) -> None:
-    """Atomically, so a concurrent submission of the same name never reads half a script."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o755)  # noqa: S103 - a script people may run by hand; no secrets in it
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _qsub_args(spec: JobSpec) -> list[str]:
     args = ["-N", spec.name, "-o", output_file_name(spec.name, "%j")]
     args += ["-e", error_file_name(spec.name, "%j")]
@@ -171,13 +158,15 @@ def submit(
         modelseal=modelseal,
     )
     script = base / f"{spec.name}_job.sh"
-    _write_script(script, render_script(spec))
     if via == "sbatch":
         args = ["--parsable", script.name]
     elif via == "qsub":
         args = [*_qsub_args(spec), script.name]
     else:
         raise UsageError(f"cannot submit via {via!r}: use sbatch or qsub")
+    # Atomically, so a concurrent submission of the same name never reads half a script; 0o755:
+    # a script people may run by hand (no secrets in it).
+    replace_file(script, render_script(spec).encode("utf-8"), 0o755)
     try:
         result = slurm.run(via, *args, cwd=base)
     except SchedulerUnavailableError:

@@ -12,26 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from modelseal.cfs import FuseUnavailableError, check_fuse, fuse_mounts
+from modelseal.cfs import fuse_mounts
 from modelseal.crypto import DataKey, dump_data_key
 from modelseal.package import seal
 from tests.conftest import MiB, make_identity, random_bytes
+from tests.integration.cfs._fuse_check import fuse_missing
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _fuse_missing() -> str | None:
-    try:
-        check_fuse()
-        import mfusepy  # type: ignore[import-untyped]  # noqa: F401 - loads libfuse3
-    except FuseUnavailableError as exc:
-        return f"FUSE tests need a usable /dev/fuse: {exc.message}"
-    except (ImportError, OSError) as exc:
-        return f"FUSE tests need mfusepy over libfuse3: {exc}"
-    return None
-
-
-FUSE_MISSING = _fuse_missing()
+FUSE_MISSING = fuse_missing("FUSE tests")
 
 
 def modelseal_mounts() -> list[str]:
@@ -108,8 +98,9 @@ def sealed_model(tmp_path_factory: pytest.TempPathFactory) -> Sealed:
     return seal_model(plain, tmp_path_factory.mktemp("work"))
 
 
-def static_cli(*args: str, key_file: Path) -> list[str]:
-    """argv of ``modelseal`` with the test KeySource (see static_cli.py)."""
+def static_cli(*args: str) -> list[str]:
+    """argv of ``modelseal`` with the test KeySource (see static_cli.py); its key comes from
+    :func:`cli_env`."""
     return [sys.executable, "-m", "tests.integration.cfs.static_cli", *args]
 
 

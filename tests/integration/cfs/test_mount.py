@@ -166,7 +166,7 @@ def test_mount_detaches_and_unmount_ends_it(sealed_model: Sealed, tmp_path: Path
     env = cli_env(sealed_model.key_file)
     args = ["--license", str(license_file), "--agent-home", str(tmp_path)]
     done = subprocess.run(
-        static_cli("mount", str(sealed_model.package), str(mountpoint), *args, key_file=Path()),
+        static_cli("mount", str(sealed_model.package), str(mountpoint), *args),
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -216,7 +216,6 @@ def test_a_failed_detached_mount_reports_the_error(sealed_model: Sealed, tmp_pat
             str(license_file),
             "--agent-home",
             str(tmp_path),
-            key_file=Path(),
         ),
         env=cli_env(sealed_model.key_file),
         cwd=REPO,

@@ -46,7 +46,6 @@ def _run_cli(
         *(["--grace", str(kwargs["grace"])] if "grace" in kwargs else []),
         "--",
         *command,
-        key_file=sealed.key_file,
     )
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from modelseal.agent import AgentHome
-from modelseal.cfs import FuseUnavailableError, check_fuse
 from modelseal.crypto import ImportPublicKey
 from modelseal.jobs import SealedModel, Slurm
 from modelseal.licensing import Policy
@@ -27,6 +26,7 @@ from modelseal.package import seal
 from modelseal.vault.api.schemas import LicenseRequest, PolicyTerms
 from modelseal.vault.client import VaultClient
 from tests.conftest import make_identity, onnx_example_path
+from tests.integration.cfs._fuse_check import fuse_missing
 from tests.integration.jobs._cluster import ClusterUnavailableError, SlurmCluster
 from tests.integration.vault._server import make_home, running_vault
 
@@ -75,20 +75,9 @@ class World:
         return path
 
 
-def _fuse_missing() -> str | None:
-    try:
-        check_fuse()
-        import mfusepy  # type: ignore[import-untyped]  # noqa: F401 - loads libfuse3
-    except FuseUnavailableError as exc:
-        return f"protected jobs need a usable /dev/fuse: {exc.message}"
-    except (ImportError, OSError) as exc:
-        return f"protected jobs need mfusepy over libfuse3: {exc}"
-    return None
-
-
 @pytest.fixture(scope="session")
 def world(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    reason = _fuse_missing()
+    reason = fuse_missing("protected jobs")
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("jobs")
