@@ -32,10 +32,6 @@ class InferenceMeter:
         self._used = 0
         self._blocked_until: datetime | None = None
 
-    @property
-    def limit(self) -> Rate | None:
-        return self._limit
-
     def take(self, count: int, now: datetime) -> None:
         """Count ``count`` inferences at ``now``, or raise :class:`InferenceLimitError` and count
         nothing when that would pass the limit."""

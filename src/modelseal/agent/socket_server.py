@@ -58,8 +58,7 @@ class AgentSocketServer(Closing):
     def __init__(self, source: KeySource, path: Path, *, allow_uids: Iterable[int] = ()) -> None:
         self._source = source
         self.path = Path(os.path.abspath(path))
-        self._extra = frozenset(allow_uids)
-        self.allowed_uids = frozenset({os.geteuid(), 0}) | self._extra
+        self.allowed_uids = frozenset({os.geteuid(), 0, *allow_uids})
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
         self._listener: socket.socket | None = None
@@ -68,7 +67,7 @@ class AgentSocketServer(Closing):
         self._closed = False
 
     def start(self) -> None:
-        mode = 0o660 if self._extra - {os.geteuid(), 0} else 0o600
+        mode = 0o660 if self.allowed_uids - {os.geteuid(), 0} else 0o600
         self._listener, self._identity = bind_socket(self.path, mode)
         self._thread = threading.Thread(
             target=self._accept, name="modelseal-agent-accept", daemon=True

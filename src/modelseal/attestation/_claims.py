@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from modelseal.attestation.policy import AttestationPolicy
 from modelseal.attestation.verdict import Checks
 
-__all__ = ["check_debug", "check_measurement", "check_report_data", "format_time"]
+__all__ = ["check_debug", "check_measurement", "check_report_data"]
 
 
 def check_debug(checks: Checks, policy: AttestationPolicy, debug: bool, what: str) -> None:
@@ -62,11 +62,3 @@ def check_report_data(checks: Checks, actual: bytes | None, expected: bytes | No
             f"report_data: the evidence carries {actual.hex()[:32]}…, not the expected "
             f"{expected.hex()[:32]}… (made for another nonce or key, or replayed)",
         )
-
-
-def format_time(value: object) -> str:
-    import datetime as dt
-
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(value)

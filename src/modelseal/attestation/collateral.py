@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelseal.attestation.errors import AttestationError
+from modelseal.licensing import format_datetime
 
 __all__ = ["Collateral", "fetch_collateral", "load_collateral"]
 
@@ -49,9 +50,9 @@ class Collateral:
             ("QE identity", self.qe_identity_window),
         ):
             if now < issued:
-                problems.append(f"{what} is not yet valid (issued {_iso(issued)})")
+                problems.append(f"{what} is not yet valid (issued {format_datetime(issued)})")
             elif now > next_update:
-                problems.append(f"{what} expired at {_iso(next_update)} (next update)")
+                problems.append(f"{what} expired at {format_datetime(next_update)} (next update)")
         return problems
 
 
@@ -113,7 +114,3 @@ def _time(value: object) -> dt.datetime:
     if parsed.tzinfo is None:
         raise ValueError("time has no zone")
     return parsed.astimezone(dt.UTC)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

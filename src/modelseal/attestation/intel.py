@@ -24,7 +24,6 @@ from modelseal.attestation._claims import (
     check_debug,
     check_measurement,
     check_report_data,
-    format_time,
 )
 from modelseal.attestation.collateral import Collateral
 from modelseal.attestation.errors import AttestationError
@@ -37,6 +36,7 @@ from modelseal.crypto.attestation import (
     verify_p256_by_certificate,
     verify_p256_raw,
 )
+from modelseal.licensing import format_datetime
 
 __all__ = ["verify_intel_quote"]
 
@@ -113,7 +113,7 @@ def _check_signatures(checks: Checks, quote: IntelQuote, now: dt.datetime) -> Ce
         checks.ok(
             "pck_chain",
             f"pck_chain: {leaf.subject.split(',')[-1]} chains to the pinned Intel SGX Root CA, "
-            f"valid at {format_time(now)}",
+            f"valid at {format_datetime(now)}",
         )
     except CryptoError as exc:
         root = None
@@ -153,10 +153,11 @@ def _check_collateral(
     problems = chosen.freshness_problems(now)
     if problems:
         checks.fail(
-            "freshness", f"freshness: at {format_time(now)} the collateral's {'; '.join(problems)}"
+            "freshness",
+            f"freshness: at {format_datetime(now)} the collateral's {'; '.join(problems)}",
         )
     else:
-        checks.ok("freshness", f"freshness: the collateral is current at {format_time(now)}")
+        checks.ok("freshness", f"freshness: the collateral is current at {format_datetime(now)}")
     if root is None:
         checks.fail("collateral", "collateral: not checked, the quote has no trusted PCK chain")
         checks.fail("tcb_status", "tcb_status: unknown without a trusted PCK chain")
@@ -175,7 +176,7 @@ def _check_collateral(
         checks.fail(
             "collateral",
             f"collateral: dcap-qvl refuses the quote with its {tee} collateral at "
-            f"{format_time(now)}: {message}",
+            f"{format_datetime(now)}: {message}",
         )
         checks.fail("tcb_status", f"tcb_status: unknown ({message})")
         return None, ()

@@ -27,7 +27,6 @@ from modelseal.attestation._claims import (
     check_debug,
     check_measurement,
     check_report_data,
-    format_time,
 )
 from modelseal.attestation.certs import parse_snp_cert_table, split_certificates
 from modelseal.attestation.errors import AttestationError
@@ -42,6 +41,7 @@ from modelseal.crypto.attestation import (
     verify_rsa_pss_sha384,
     verify_snp_report_signature,
 )
+from modelseal.licensing import format_datetime
 
 __all__ = ["REPORT_SIZE", "SnpReport", "verify_snp_report"]
 
@@ -221,8 +221,8 @@ def _check_chain(
         ):
             if not begin <= now <= end:
                 raise CryptoError(
-                    f"{name} is not valid at {format_time(now)} (valid {format_time(begin)} to "
-                    f"{format_time(end)})"
+                    f"{name} is not valid at {format_datetime(now)} (valid {format_datetime(begin)} to "
+                    f"{format_datetime(end)})"
                 )
     except CryptoError as exc:
         detail = (
@@ -232,7 +232,7 @@ def _check_chain(
         return None, product
     checks.ok(
         "vcek_chain",
-        f"vcek_chain: VCEK ← SEV-{product} ← ARK-{product} (pinned), valid at {format_time(now)}",
+        f"vcek_chain: VCEK ← SEV-{product} ← ARK-{product} (pinned), valid at {format_datetime(now)}",
     )
     return vcek, product
 

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,11 +52,11 @@ class RuntimeMeasurement:
     interpreter: str
     config: tuple[str, ...]
 
-    @property
+    @cached_property  # computed once: the evidence and its check each read it several times
     def package(self) -> str:
         return hashlib.sha256(canonical_json(dict(self.package_files))).hexdigest()
 
-    @property
+    @cached_property
     def measurement(self) -> str:
         return _measurement(self.package, self.interpreter, self.config)
 

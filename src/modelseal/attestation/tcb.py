@@ -40,6 +40,7 @@ from modelseal.crypto import (
     parse_canonical_json,
     verify_chain,
 )
+from modelseal.licensing import format_datetime
 
 __all__ = [
     "TCB_TYPE",
@@ -162,7 +163,7 @@ def sign_reference_tcb(
         "version": 1,
         "evidence_type": evidence_type,
         "name": name,
-        "created": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": format_datetime(now),
         "measurements": dict(measurements),
     }
     _check_measurements(tcb)

@@ -88,6 +88,3 @@ class Checks:
 
     def skip(self, claim: str, detail: str) -> None:
         self.items.append(Check(claim, "skip", detail))
-
-    def failed(self, claim: str) -> bool:
-        return any(c.claim == claim and c.outcome == "fail" for c in self.items)

@@ -3,6 +3,7 @@ operators. Thin: each command reads files and delegates to :mod:`modelseal.attes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from modelseal._files import write_new
 from modelseal.cli._common import passphrase_env_option, quiet_option, read_passphrase, say
 from modelseal.errors import UsageError
 
@@ -31,12 +33,21 @@ def _read(path: Path, what: str) -> bytes:
 
 def _write_new(path: Path, data: bytes) -> None:
     try:
-        with path.open("xb") as handle:
-            handle.write(data)
+        write_new(path, data, 0o644)
     except FileExistsError:
         raise UsageError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _report_data(text: str) -> bytes:
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        data = b""
+    if len(data) != 64:
+        raise UsageError("--report-data must be 64 bytes written as 128 hex digits")
+    return data
 
 
 def _now(seconds: int | None) -> dt.datetime:
@@ -243,20 +254,12 @@ def evidence_verify(
         policy = AttestationPolicy.inspection()
     if references:
         allowed = [m for r in references for m in r.allowed_measurements()]
-        values = policy.to_json()
-        values["allowed_measurements"] = list(
-            dict.fromkeys([*values["allowed_measurements"], *allowed])
+        policy = dataclasses.replace(
+            policy,
+            allowed_measurements=tuple(dict.fromkeys([*policy.allowed_measurements, *allowed])),
+            require_measurement=True,
         )
-        values["require_measurement"] = True
-        policy = AttestationPolicy.from_json(json.dumps(values))
-    expected: bytes | None = None
-    if report_data is not None:
-        try:
-            expected = bytes.fromhex(report_data)
-        except ValueError:
-            expected = b""
-        if len(expected) != 64:
-            raise UsageError("--report-data must be 64 bytes written as 128 hex digits")
+    expected = None if report_data is None else _report_data(report_data)
     verdict = verify_evidence(
         kind,
         raw,
@@ -324,12 +327,7 @@ def evidence_collect(
             raise UsageError("--nonce needs --public-key, and excludes --report-data")
         data = bind(nonce, _read(public_key, "public key"))
     else:
-        try:
-            data = bytes.fromhex(report_data) if report_data else bytes(64)
-        except ValueError:
-            data = b""
-        if len(data) != 64:
-            raise UsageError("--report-data must be 64 bytes written as 128 hex digits")
+        data = _report_data(report_data) if report_data else bytes(64)
     _write_new(out, collect_evidence(kind, data, config=configs))
     click.echo(f"wrote {kind} evidence to {out}", err=True)
 

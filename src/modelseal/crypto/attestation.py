@@ -32,7 +32,6 @@ __all__ = [
     "AMD_ARK_SHA256",
     "INTEL_SGX_ROOT_SHA256",
     "Vcek",
-    "certificate_sha256",
     "certificate_signed_parts",
     "read_vcek",
     "verify_p256_by_certificate",
@@ -55,11 +54,6 @@ _P256_SIZE = 32
 _P384_LE_SIZE = 72
 
 
-def certificate_sha256(cert: Certificate) -> str:
-    """SHA-256 of the certificate's DER, hex (the pin format)."""
-    return cert.fingerprint
-
-
 def verify_p256_raw(public_xy: bytes, signature_rs: bytes, data: bytes) -> None:
     """Check an ECDSA P-256/SHA-256 ``r ‖ s`` signature under the public point ``x ‖ y``."""
     if len(public_xy) != 2 * _P256_SIZE or len(signature_rs) != 2 * _P256_SIZE:
@@ -73,7 +67,7 @@ def verify_p256_raw(public_xy: bytes, signature_rs: bytes, data: bytes) -> None:
 
 def verify_p256_by_certificate(cert: Certificate, signature_rs: bytes, data: bytes) -> None:
     """Check an ECDSA P-256/SHA-256 ``r ‖ s`` signature under the certificate's key."""
-    key = cert._cert.public_key()
+    key = _certificate_key(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise SignatureError(f"certificate {cert.subject!r} does not hold a P-256 key")
     if len(signature_rs) != 2 * _P256_SIZE:
@@ -96,7 +90,7 @@ def _verify_ec(
 
 def verify_rsa_pss_sha384(issuer: Certificate | Vcek, signature: bytes, tbs: bytes) -> None:
     """Check an AMD certificate signature: RSA-PSS, SHA-384, MGF1-SHA-384, salt 48."""
-    key = issuer._public_key() if isinstance(issuer, Vcek) else issuer._cert.public_key()
+    key = issuer._public_key() if isinstance(issuer, Vcek) else _certificate_key(issuer)
     if not isinstance(key, rsa.RSAPublicKey):
         raise SignatureError("the issuer does not hold an RSA key")
     try:
@@ -108,6 +102,15 @@ def verify_rsa_pss_sha384(issuer: Certificate | Vcek, signature: bytes, tbs: byt
         )
     except InvalidSignature:
         raise SignatureError() from None
+
+
+def _certificate_key(cert: Certificate) -> object:
+    try:
+        return cert._cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:  # e.g. a point not on the curve
+        raise KeyFormatError(
+            f"certificate {cert.subject!r} holds an unreadable public key"
+        ) from exc
 
 
 def certificate_signed_parts(cert: Certificate) -> tuple[bytes, bytes]:
@@ -146,7 +149,6 @@ class Vcek:
             raise KeyFormatError("the VCEK holds an unreadable public key") from exc
 
 
-_RSA_PSS: Final = "1.2.840.113549.1.1.10"
 _COMMON_NAME: Final = "2.5.4.3"
 
 
